@@ -1,0 +1,3 @@
+from headcast.cli import main
+
+main()

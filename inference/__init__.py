@@ -1,0 +1,1 @@
+"""Served networks, rasterisers, runtimes, target bundles and the Ray Serve application."""

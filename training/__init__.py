@@ -1,0 +1,1 @@
+"""Corpora, enrolment preprocessing, synthetic data, discriminators, losses, pretraining and fine-tuning."""
