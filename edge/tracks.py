@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def load_tracks(path: str | Path) -> Tracks:
         summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
         with np.load(folder / TRACKS_FILE) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise TrackingError(f"{folder} holds no readable tracks ({error}); run `headcast track` again") from None
     version = int(arrays.get("format_version", -1))
     if version != FORMAT_VERSION:

@@ -66,14 +66,17 @@ def _fetch_log(message: str) -> None:
 def assets_list() -> None:
     """Show every asset, where it was found, and whether its sha256 matches."""
     table = Table(title="headcast assets")
-    for column in ("asset", "purpose", "found", "path", "sha256"):
-        table.add_column(column, overflow="fold")
+    table.add_column("asset", no_wrap=True)
+    table.add_column("found", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("purpose", overflow="fold")
     missing = False
     for name in assets.ASSETS:
         found = assets.locate(name)
         verdict = {True: "[green]ok[/]", False: "[red]MISMATCH[/]", None: "[yellow]missing[/]"}[found.sha256_ok]
         missing |= found.sha256_ok is not True
-        table.add_row(name, found.asset.purpose, found.origin, str(found.path or "-"), verdict)
+        table.add_row(name, found.origin, verdict, str(found.path or "-"), found.asset.purpose)
     out.print(table)
     if missing:
         out.print(

