@@ -20,11 +20,19 @@ _AXIS_COLOURS = ((230, 40, 40), (40, 210, 40), (60, 90, 255))  # x red, y green,
 _PERSON_COLOURS = ((255, 200, 0), (0, 220, 255), (255, 90, 200), (140, 255, 120), (255, 150, 80))
 
 
-def annotate(rgb: npt.NDArray[np.uint8], frame: TrackedFrame) -> npt.NDArray[np.uint8]:
-    """Return a copy of `rgb` with the frame's landmarks, pose axes and labels drawn on it."""
+def annotate(
+    rgb: npt.NDArray[np.uint8], frame: TrackedFrame, mask: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[np.uint8]:
+    """Return a copy of `rgb` with the frame's landmarks, pose axes and labels drawn on it.
+
+    With a foreground `mask` ((H, W) uint8, 255 = person), the background is dimmed to show it.
+    """
     import cv2
 
     image = np.ascontiguousarray(rgb).copy()
+    if mask is not None:
+        keep = 0.35 + 0.65 * (mask.astype(np.float32) / 255.0)
+        image = (image * keep[:, :, None]).astype(np.uint8)
     height, width = image.shape[:2]
     scale = max(1, round(min(width, height) / 400))
     if frame.landmarks is not None and frame.matrix is not None:
@@ -102,7 +110,8 @@ def write_annotated(
             tracked = by_index.get(frame.index)
             if tracked is None:
                 break
-            writer.write(annotate(frame.rgb, tracked))
+            mask = tracks.masks[frame.index] if tracks.masks is not None else None
+            writer.write(annotate(frame.rgb, tracked, mask))
             if on_frame is not None:
                 on_frame(frame.index)
     return Path(out_path)

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import TrackingError
+from edge.native import quiet_native_stderr
 from face3d import assets
 
 
@@ -25,7 +26,9 @@ class ForegroundSegmenter:
             output_confidence_masks=True,
             output_category_mask=False,
         )
-        self._segmenter: Any = vision.ImageSegmenter.create_from_options(options)
+        with quiet_native_stderr():
+            self._segmenter: Any = vision.ImageSegmenter.create_from_options(options)
+        self._segmented = 0
 
     def mask(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Return the (H, W) float32 foreground probability in [0, 1] of an (H, W, 3) uint8 RGB image."""
@@ -34,7 +37,12 @@ class ForegroundSegmenter:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise TrackingError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._segmenter.segment(image)
+        if self._segmented == 0:
+            with quiet_native_stderr():  # the first image logs the delegate's set-up
+                result = self._segmenter.segment(image)
+        else:
+            result = self._segmenter.segment(image)
+        self._segmented += 1
         confidence = result.confidence_masks[0].numpy_view()
         return np.clip(confidence.reshape(rgb.shape[:2]), 0.0, 1.0).astype(np.float32)
 

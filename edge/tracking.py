@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from edge.config import TrackerConfig
 from edge.errors import TrackingError
+from edge.native import quiet_native_stderr
 from face3d import NUM_BLENDSHAPES, assets
 
 NUM_LANDMARKS = 478  # 468 mesh vertices + 10 iris points
@@ -66,6 +67,7 @@ class FaceTracker:
         self._video: Any = None
         self._image: Any = None
         self._last_timestamp_ms = -1
+        self._video_frames = 0
         self.restart()
 
     def _options(self, mode: Any) -> Any:
@@ -84,8 +86,10 @@ class FaceTracker:
         """Start a fresh VIDEO-mode graph: no temporal state carries over."""
         if self._video is not None:
             self._video.close()
-        self._video = self._vision.FaceLandmarker.create_from_options(self._options(self._vision.RunningMode.VIDEO))
+        with quiet_native_stderr():
+            self._video = self._vision.FaceLandmarker.create_from_options(self._options(self._vision.RunningMode.VIDEO))
         self._last_timestamp_ms = -1
+        self._video_frames = 0
 
     def track(self, rgb: npt.NDArray[np.uint8], timestamp_ms: int, index: int = 0, shot: int = 0) -> TrackedFrame:
         """Return the TrackedFrame for one RGB image (H, W, 3) uint8; timestamps must increase."""
@@ -99,14 +103,20 @@ class FaceTracker:
             )
         self._last_timestamp_ms = timestamp_ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._video.detect_for_video(image, timestamp_ms)
+        if self._video_frames == 0:
+            with quiet_native_stderr():  # the first frame of a graph logs its delegate set-up
+                result = self._video.detect_for_video(image, timestamp_ms)
+        else:
+            result = self._video.detect_for_video(image, timestamp_ms)
+        self._video_frames += 1
         recovered = False
         if not result.face_landmarks and self.config.retry_lost_face:
-            if self._image is None:
-                self._image = self._vision.FaceLandmarker.create_from_options(
-                    self._options(self._vision.RunningMode.IMAGE)
-                )
-            result = self._image.detect(image)
+            with quiet_native_stderr():
+                if self._image is None:
+                    self._image = self._vision.FaceLandmarker.create_from_options(
+                        self._options(self._vision.RunningMode.IMAGE)
+                    )
+                result = self._image.detect(image)
             recovered = bool(result.face_landmarks)
         size = (rgb.shape[1], rgb.shape[0])
         if not result.face_landmarks:

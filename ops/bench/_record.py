@@ -59,12 +59,13 @@ def commit() -> str:
 def record(name: str, results: dict[str, Any], summary: str, quick: bool) -> Path:
     """Write results/<name>.json (or <name>-quick.json) and append a row to RESULTS.md; return the JSON path."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    m = machine()
     payload = {
         "benchmark": name,
         "date": now,
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "commit": commit(),
-        "machine": machine(),
+        "machine": m,
         "quick": quick,
         "results": results,
     }
@@ -78,7 +79,6 @@ def record(name: str, results: dict[str, Any], summary: str, quick: bool) -> Pat
                 "| date | benchmark | result | machine | command | commit |\n|---|---|---|---|---|---|\n",
                 encoding="utf-8",
             )
-        m = payload["machine"]
         row = (
             f"| {now} | {name} | {summary} | {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB | "
             f"`{payload['command']}` | {payload['commit']} |\n"

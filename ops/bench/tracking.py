@@ -14,8 +14,8 @@ import os
 import time
 
 import numpy as np
-
 from _record import record
+
 from edge import FaceTracker, VideoFile
 from edge.identity import FaceDescriptor
 from edge.segmentation import ForegroundSegmenter
@@ -62,9 +62,11 @@ def main() -> None:
         "descriptor_ms_median": round(float(np.median(descriptor_ms)), 1),
         "frame_size": [frames[0].rgb.shape[1], frames[0].rgb.shape[0]],
     }
-    summary = (f"FaceLandmarker {results['landmarker_ms_median']} ms/frame median "
-               f"({results['landmarker_fps_median']} fps, 1 core, 720×528); segmentation "
-               f"{results['segmentation_ms_median']} ms; identity descriptor {results['descriptor_ms_median']} ms")
+    summary = (
+        f"FaceLandmarker {results['landmarker_ms_median']} ms/frame median "
+        f"({results['landmarker_fps_median']} fps, 1 core, 720×528); segmentation "
+        f"{results['segmentation_ms_median']} ms; identity descriptor {results['descriptor_ms_median']} ms"
+    )
     path = record("tracking", results, summary, args.quick)
     print(summary)
     print(f"wrote {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -20,7 +21,7 @@ def test_sample_clip_frames_and_timestamps(sample_clip: Path) -> None:
     assert frames[10].rgb.shape == (528, 720, 3) and frames[10].rgb.dtype == np.uint8
     stamps = [f.timestamp_ms for f in frames]
     assert stamps == [round(i * 1000 / video.info.fps) for i in range(270)]
-    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
 
 
 def test_missing_file(tmp_path: Path) -> None:

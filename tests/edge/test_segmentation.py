@@ -19,7 +19,7 @@ def test_person_is_foreground_and_the_background_is_not() -> None:
         with pytest.raises(TrackingError):
             segmenter.mask(image.astype(np.float32))
     assert mask.shape == (512, 512) and mask.dtype == np.float32
-    assert 0.0 <= mask.min() and mask.max() <= 1.0
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
     face, suit = mask[80:200, 160:260], mask[350:500, 100:300]
     flag_background = mask[20:120, 420:500]  # the flag and the sky behind her, right of the head
     assert face.mean() > 0.9 and suit.mean() > 0.9

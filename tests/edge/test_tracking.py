@@ -15,7 +15,6 @@ from edge.tracks import SUMMARY_FILE, TRACKS_FILE
 from face3d import assets, load_canonical_mesh
 from face3d.pose import project_points, yaw_pitch_roll_deg
 
-
 WriteVideo = Callable[[str, list[np.ndarray]], Path]
 
 # The clip's hard cuts and who is in each shot, from MEDIAPIPE-NOTES (measured by hand).
@@ -121,7 +120,7 @@ def test_lost_face_is_flagged_and_tracking_resumes(astronaut: np.ndarray, write_
 def test_tracker_refuses_bad_frames(astronaut: np.ndarray) -> None:
     with FaceTracker() as tracker:
         first = tracker.track(astronaut, 0)
-        assert first.face_found
+        assert first.matrix is not None
         yaw, _, _ = yaw_pitch_roll_deg(first.matrix)
         assert abs(yaw) < 30
         with pytest.raises(TrackingError, match="does not increase"):
@@ -130,3 +129,14 @@ def test_tracker_refuses_bad_frames(astronaut: np.ndarray) -> None:
             tracker.track(astronaut.astype(np.float32), 40)
         with pytest.raises(TrackingError, match="uint8 RGB"):
             tracker.track(astronaut[:, :, 0], 80)
+
+
+def test_masks_are_tracked_saved_and_loaded(astronaut: np.ndarray, write_video: WriteVideo, tmp_path: Path) -> None:
+    assets.ensure("selfie_segmentation")
+    tracks = track_video(write_video("masks.mp4", [astronaut] * 3), identities=False, masks=True)
+    assert tracks.masks is not None and tracks.masks.shape == (3, 512, 512) and tracks.masks.dtype == np.uint8
+    assert tracks.masks[:, 80:200, 160:260].mean() > 200 and tracks.masks[:, 20:120, 420:500].mean() < 50
+    save_tracks(tracks, tmp_path / "saved")
+    loaded = load_tracks(tmp_path / "saved")
+    assert loaded.masks is not None
+    np.testing.assert_array_equal(loaded.masks, tracks.masks)
