@@ -11,3 +11,11 @@ class AssetError(Face3dError):
 
 class TopologyError(Face3dError):
     """The canonical mesh metadata could not be read."""
+
+
+class FitError(Face3dError):
+    """A person model could not be fitted, loaded or applied (bad input, too little data, a bad file)."""
+
+
+class WireError(Face3dError):
+    """A coefficient packet could not be decoded (corrupt, from another wire version, or its reference was lost)."""
