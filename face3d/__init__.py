@@ -1,12 +1,22 @@
 """Face geometry for headcast: NumPy/SciPy only.
 
-The canonical MediaPipe topology, the asset resolver, blendshape names and pose helpers; person
-models, fitting, NMFC rendering and the coefficient wire codec build on these.
+The canonical MediaPipe topology, person models and their fitting (paper eq. 2), the online
+coefficient path, retargeting, NMFC rendering, and the `Coefficients` wire codec.
 """
 
 from face3d.blendshapes import BLENDSHAPE_INDEX, BLENDSHAPE_NAMES, NUM_BLENDSHAPES
-from face3d.errors import AssetError, Face3dError, TopologyError
+from face3d.camera import Camera, project_to_image
+from face3d.coefficients import Coefficients
+from face3d.errors import AssetError, Face3dError, FitError, TopologyError, WireError
+from face3d.fit import FitConfig, FitResult, fit_person
+from face3d.nmfc import NmfcImage, NmfcTopology, nmfc_topology, render_nmfc, render_nmfc_px
+from face3d.online import OnlineConfig, OnlineEstimator
+from face3d.person import PersonModel
+from face3d.prior import build_prior
+from face3d.raster import Raster, rasterise
+from face3d.retarget import PoseAdapter, retarget
 from face3d.topology import NUM_TRIANGLES, NUM_VERTICES, CanonicalMesh, load_canonical_mesh
+from face3d.wire import CompactDecoder, CompactEncoder, decode_plain, encode_plain
 
 __all__ = [
     "BLENDSHAPE_INDEX",
@@ -15,8 +25,33 @@ __all__ = [
     "NUM_TRIANGLES",
     "NUM_VERTICES",
     "AssetError",
+    "Camera",
     "CanonicalMesh",
+    "Coefficients",
+    "CompactDecoder",
+    "CompactEncoder",
     "Face3dError",
+    "FitConfig",
+    "FitError",
+    "FitResult",
+    "NmfcImage",
+    "NmfcTopology",
+    "OnlineConfig",
+    "OnlineEstimator",
+    "PersonModel",
+    "PoseAdapter",
+    "Raster",
     "TopologyError",
+    "WireError",
+    "build_prior",
+    "decode_plain",
+    "encode_plain",
+    "fit_person",
     "load_canonical_mesh",
+    "nmfc_topology",
+    "project_to_image",
+    "rasterise",
+    "render_nmfc",
+    "render_nmfc_px",
+    "retarget",
 ]

@@ -27,8 +27,10 @@ assets_app = typer.Typer(
     help="The model and data files headcast uses (sha256-pinned, never from a hub).", no_args_is_help=True
 )
 app.add_typer(assets_app, name="assets")
+face_model_app = typer.Typer(help="Person models and the generic expression prior B₀.", no_args_is_help=True)
+app.add_typer(face_model_app, name="face-model")
 console = Console(stderr=True)
-out = Console()
+stdout = Console()
 
 ANNOTATED_FILE = "annotated.mp4"
 EXIT_ERROR = 1
@@ -77,9 +79,9 @@ def assets_list() -> None:
         verdict = {True: "[green]ok[/]", False: "[red]MISMATCH[/]", None: "[yellow]missing[/]"}[found.sha256_ok]
         missing |= found.sha256_ok is not True
         table.add_row(name, found.origin, verdict, str(found.path or "-"), found.asset.purpose)
-    out.print(table)
+    stdout.print(table)
     if missing:
-        out.print(
+        stdout.print(
             "Fetch what is missing with `headcast assets fetch`; `headcast assets path NAME` says how "
             "to supply a file by hand."
         )
@@ -94,14 +96,14 @@ def assets_fetch(
     with _errors():
         paths = assets.fetch(names or None, force=force, log=_fetch_log)
     for path in paths:
-        out.print(str(path), highlight=False)
+        stdout.print(str(path), highlight=False)
 
 
 @assets_app.command("path")
 def assets_path(name: Annotated[str, typer.Argument(help="asset name, as in `headcast assets list`")]) -> None:
     """Print the verified path of one asset, or how to supply it."""
     with _errors():
-        out.print(str(assets.resolve(name)), highlight=False)
+        stdout.print(str(assets.resolve(name)), highlight=False)
 
 
 # ---------------------------------------------------------------- tracking
@@ -184,7 +186,7 @@ def _print_summary(tracks: Tracks, out_dir: Path, video: bool) -> None:
     table.add_row("summary", str(out_dir / SUMMARY_FILE))
     if video:
         table.add_row("annotated video", str(out_dir / ANNOTATED_FILE))
-    out.print(table)
+    stdout.print(table)
     for warning in tracks.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
@@ -208,6 +210,91 @@ def track(
     )
 
 
+# ---------------------------------------------------------------- geometry
+
+
+@face_model_app.command("build")
+def face_model_build(
+    tracks: Annotated[list[Path], typer.Argument(help="folders written by `headcast track` (one per video)")],
+    out: Annotated[Path, typer.Option(help="where to write the prior (a person-model .npz)")] = Path("prior.npz"),
+    config: Annotated[Path | None, typer.Option(help="a face3d.yaml to use instead of the packaged one")] = None,
+) -> None:
+    """Learn the generic prior (mean neutral shape and B₀) from every person in tracked videos."""
+    from edge.tracks import load_tracks
+    from face3d.person import write_summary_png
+    from face3d.prior import build_prior
+    from face3d.topology import load_canonical_mesh
+    from headcast.geometry import load_fit_config
+
+    with _errors():
+        recordings = [load_tracks(path) for path in tracks]
+        with console.status(f"fitting every person in {len(recordings)} recording(s)"):
+            result = build_prior(recordings, load_fit_config(config))
+        result.prior.save(out)
+        image = write_summary_png(result.prior, load_canonical_mesh().triangles, out.with_suffix(".png"))
+    for recording, person, frames in result.people:
+        stdout.print(f"used {tracks[recording]} person {person} ({frames} frames)", highlight=False)
+    for recording, person, why in result.skipped:
+        console.print(f"[yellow]skipped[/] {tracks[recording]} person {person}: {why}", highlight=False)
+    stdout.print(f"prior: {out}\nsummary image: {image}", highlight=False)
+
+
+@app.command()
+def nmfc(
+    video: Annotated[Path, typer.Argument(help="a video file")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for tracks, person model, fit report, nmfc.mp4")],
+    tracks_dir: Annotated[
+        Path | None, typer.Option("--tracks", help="reuse the tracks `headcast track` wrote for this video")
+    ] = None,
+    person: Annotated[int | None, typer.Option(help="which person of the video (default: the most frequent)")] = None,
+    prior: Annotated[Path | None, typer.Option(help="a prior from `headcast face-model build`")] = None,
+    config: Annotated[Path | None, typer.Option(help="a face3d.yaml to use instead of the packaged one")] = None,
+) -> None:
+    """Track a video, fit one person's model (paper eq. 2) and write frame | NMFC | overlay as a video."""
+    from face3d.person import PersonModel
+    from headcast.geometry import (
+        FIT_REPORT,
+        PERSON_FILE,
+        PERSON_IMAGE,
+        SIDE_BY_SIDE,
+        choose_person,
+        fit_tracks,
+        load_fit_config,
+        write_fit,
+        write_side_by_side,
+    )  # fmt: skip
+
+    if tracks_dir is not None:
+        from edge.tracks import load_tracks
+
+        with _errors():
+            tracks = load_tracks(tracks_dir)
+    else:
+        tracks = _track_to(str(video), out_dir, identities=True, masks=False, video=False, max_frames=None,
+                           config_path=None)  # fmt: skip
+    with _errors():
+        fit_config = load_fit_config(config)
+        prior_model = PersonModel.load(prior) if prior is not None else None
+        chosen = choose_person(tracks, person)
+        with console.status(f"fitting person {chosen} ({len(tracks.frames_of(chosen))} frames)"):
+            result = fit_tracks(tracks, chosen, fit_config, prior_model)
+        report = write_fit(result, chosen, out_dir)
+        with _progress() as progress:
+            task = progress.add_task("rendering NMFC", total=len(tracks.frames), rate="")
+            write_side_by_side(video, result, out_dir / SIDE_BY_SIDE, lambda _i: progress.update(task, advance=1))
+    table = Table(show_header=False, box=None)
+    table.add_row("person", f"{chosen}: {report['frames_fitted']} frames fitted, {len(result.report.skipped)} skipped")
+    table.add_row("landmark residual", f"{report['residual_cm_mean']} cm mean, {report['residual_cm_max']} cm max")
+    for label, name in (
+        ("person model", PERSON_FILE),
+        ("summary image", PERSON_IMAGE),
+        ("fit report", FIT_REPORT),
+        ("side-by-side video", SIDE_BY_SIDE),
+    ):
+        table.add_row(label, str(out_dir / name))
+    stdout.print(table)
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("headcast-demo"),
@@ -215,7 +302,7 @@ def demo(
     """Run headcast on the embedded default: the sample clip, tracked, with its annotated video and summary."""
     with _errors():
         clip = assets.resolve("sample_clip")
-    out.print(f"[bold]headcast demo[/]: tracking the sample clip {clip}")
+    stdout.print(f"[bold]headcast demo[/]: tracking the sample clip {clip}")
     _track_to(str(clip), out_dir, identities=True, masks=False, video=True, max_frames=None, config_path=None)
 
 

@@ -73,3 +73,40 @@ def test_demo_tracks_the_sample_clip_and_writes_what_a_person_looks_at(tmp_path:
     assert np.abs(drawn - source).mean() > 2.0, "landmarks and axes are drawn on the frame"
     black, source0 = (f.to_ndarray(format="rgb24").astype(int) for f in pairs[0])
     assert np.abs(black - source0)[:40].mean() > np.abs(black - source0)[200:].mean(), "the label is drawn"
+
+
+def test_nmfc_fits_the_main_person_and_writes_the_side_by_side(tmp_path: Path, sample_clip: Path,
+                                                               sample_tracks_dir: Path) -> None:  # fmt: skip
+    out = tmp_path / "nmfc"
+    result = headcast("nmfc", str(sample_clip), "--tracks", str(sample_tracks_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "fit.json").read_text())
+    assert report["person"] == 0 and report["frames_fitted"] >= 135
+    assert report["residual_cm_mean"] < 0.1, "landmarks jitter by ~0.08 cm; the fit explains them to below that"
+    assert (out / "person.npz").stat().st_size > 0 and (out / "person.png").read_bytes()[:4] == b"\x89PNG"
+    with av.open(str(out / "nmfc.mp4")) as video:
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    assert len(frames) == 270 and frames[0].shape == (528, 3 * 720, 3)
+    nmfc_woman, nmfc_man = frames[40][:, 720:1440], frames[130][:, 720:1440]
+    assert (nmfc_woman.max(axis=2) > 40).mean() > 0.02, "her face is rendered"
+    assert (nmfc_man.max(axis=2) > 40).mean() < 0.001, "the man's frames stay black"
+
+
+def test_nmfc_refuses_a_person_who_is_not_there(tmp_path: Path, sample_clip: Path, sample_tracks_dir: Path) -> None:
+    result = headcast("nmfc", str(sample_clip), "--tracks", str(sample_tracks_dir), "--person", "7",
+                      "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 1
+    assert "no person 7" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_face_model_build_learns_a_prior_from_tracks(tmp_path: Path, sample_tracks_dir: Path) -> None:
+    prior = tmp_path / "prior.npz"
+    result = headcast("face-model", "build", str(sample_tracks_dir), "--out", str(prior))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("used ") == 2, "both people of the clip enter the prior"
+    from face3d.person import PersonModel
+
+    model = PersonModel.load(prior)
+    jaw = model.basis[:, :, 25]  # jawOpen
+    assert np.linalg.norm(jaw, axis=1).max() > 0.1, "B₀ opens the jaw by a visible amount at full weight"
+    assert prior.with_suffix(".png").exists()

@@ -1,0 +1,120 @@
+"""Orchestration of the geometry steps for the CLI: fit a person from tracks, render NMFC videos."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+import configs
+from edge.annotate import VideoWriter
+from edge.capture import VideoFile
+from edge.tracks import Tracks
+from face3d.camera import project_to_image
+from face3d.errors import FitError
+from face3d.fit import FitConfig, FitResult, fit_person
+from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
+from face3d.person import PersonModel, write_summary_png
+from face3d.topology import load_canonical_mesh
+
+PERSON_FILE = "person.npz"
+PERSON_IMAGE = "person.png"
+FIT_REPORT = "fit.json"
+SIDE_BY_SIDE = "nmfc.mp4"
+
+
+def load_fit_config(path: str | Path | None = None) -> FitConfig:
+    """Return the FitConfig in configs/face3d.yaml (or `path`), section `fit`."""
+    section = configs.load("face3d", path).get("fit", {})
+    try:
+        return FitConfig(**section)
+    except TypeError as error:
+        raise FitError(f"configs/face3d.yaml `fit`: {error}") from None
+
+
+def choose_person(tracks: Tracks, person: int | None) -> int:
+    """Return the person to use: the one asked for, or the one with the most face frames."""
+    known = [p.id for p in tracks.people]
+    if person is None:
+        if not known:
+            raise FitError("the tracks group no people (tracked with --no-identities?): track again with identities")
+        return tracks.main_person()
+    if person not in known:
+        raise FitError(f"there is no person {person} in these tracks; people: {known or 'none'}")
+    return person
+
+
+def fit_tracks(tracks: Tracks, person: int, config: FitConfig, prior: PersonModel | None) -> FitResult:
+    """Return the fit of one person's frames of a tracked recording."""
+    return fit_person(tracks.frames_of(person), config, prior)
+
+
+def write_fit(result: FitResult, person: int, out_dir: Path) -> dict[str, object]:
+    """Write person.npz, person.png and fit.json (per-frame residuals, skipped frames); return the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.model.save(out_dir / PERSON_FILE)
+    write_summary_png(result.model, load_canonical_mesh().triangles, out_dir / PERSON_IMAGE)
+    report = result.report
+    summary: dict[str, object] = {
+        "person": person,
+        "frames_fitted": len(report.frame_indices),
+        "residual_cm_mean": round(float(np.mean(report.residual_cm)), 4),
+        "residual_cm_median": round(float(np.median(report.residual_cm)), 4),
+        "residual_cm_max": round(float(np.max(report.residual_cm)), 4),
+        "energy_per_round": [round(e, 4) for e in report.energy],
+        "residual_cm": {int(i): round(float(r), 4) for i, r in zip(report.frame_indices, report.residual_cm,
+                                                                    strict=True)},
+        "skipped": [{"frame": i, "reason": why} for i, why in report.skipped],
+    }  # fmt: skip
+    (out_dir / FIT_REPORT).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+@dataclass(frozen=True)
+class FittedFrame:
+    """What NMFC rendering needs of one fitted frame: the mesh (468, 3) cm and its camera pose."""
+
+    vertices_cm: npt.NDArray[np.float64]
+    rotation: npt.NDArray[np.float64]  # rotation vector
+    translation: npt.NDArray[np.float64]  # image widths from the centre, y down
+    scale: float
+
+
+def fitted_frames(result: FitResult) -> dict[int, FittedFrame]:
+    """Return frame index → the fitted mesh and camera of that frame."""
+    report = result.report
+    shapes = result.model.shape(report.weights)
+    return {
+        int(index): FittedFrame(shapes[t], camera.rotation_vector(), camera.image_translation(), camera.scale)
+        for t, (index, camera) in enumerate(zip(report.frame_indices, report.cameras, strict=True))
+    }
+
+
+def nmfc_frame(fitted: FittedFrame, image_size: tuple[int, int], topology: NmfcTopology) -> npt.NDArray[np.uint8]:
+    """Return the (H, W, 3) uint8 NMFC image of a fitted frame; image_size is (width, height)."""
+    width, height = image_size
+    pixels = project_to_image(fitted.vertices_cm, fitted.rotation, fitted.translation, fitted.scale, image_size)
+    return render_nmfc_px(pixels, (height, width), topology).to_uint8()
+
+
+def write_side_by_side(video: str | Path, result: FitResult, out_path: Path,
+                       on_frame: Callable[[int], None] | None = None) -> Path:  # fmt: skip
+    """Write frame | NMFC | overlay for every frame of `video` (NMFC black where the person is absent)."""
+    topology = nmfc_topology()
+    by_index = fitted_frames(result)
+    with VideoFile(video) as source:
+        width, height = source.info.width, source.info.height
+        with VideoWriter(out_path, 3 * width, height, source.info.fps) as writer:
+            for frame in source:
+                fitted = by_index.get(frame.index)
+                nmfc = np.zeros_like(frame.rgb) if fitted is None else nmfc_frame(fitted, (width, height), topology)
+                face = nmfc.any(axis=2, keepdims=True)
+                overlay = np.where(face, (0.45 * frame.rgb + 0.55 * nmfc).astype(np.uint8), frame.rgb)
+                writer.write(np.concatenate([frame.rgb, nmfc, overlay], axis=1))
+                if on_frame is not None:
+                    on_frame(frame.index)
+    return out_path
