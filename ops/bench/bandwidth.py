@@ -4,10 +4,8 @@
     python ops/bench/bandwidth.py --quick   # smoke: the woman's first 30 frames, JSON only
 
 Coefficients: plain and compact wire forms (face3d.wire, key frame every DEFAULT_KEY_INTERVAL frames)
-of every face frame of the sample clip, and of the woman's frames alone (person 0). The pose is a
-rough one from the landmarks (rotation from MediaPipe's matrix, translation from the landmark
-centroid, scale from their spread over the canonical mesh's), which jitters at least as much as a
-fitted camera would.
+of every face frame of the sample clip, and of the woman's frames alone (person 0), as the edge
+sends them: face3d's online path (Procrustes pose, One-Euro smoothing), restarted at every cut.
 
 Video: libx264 through PyAV (CRF 23, preset medium, tune zerolatency, yuv420p) of the woman's frames
 cropped to a square around her landmarks (side 1.6 × the median landmark extent, centre smoothed
@@ -19,7 +17,6 @@ The ratio compares it with the compact coefficients of the same frames. Both rat
 from __future__ import annotations
 
 import argparse
-import math
 from fractions import Fraction
 from typing import Any
 
@@ -29,7 +26,8 @@ import numpy.typing as npt
 from _record import record
 
 from edge import TrackedFrame, Tracks, VideoFile, track_video
-from face3d import assets, load_canonical_mesh, wire
+from edge.coefficients import coefficient_stream
+from face3d import assets, wire
 from face3d.coefficients import Coefficients
 
 FPS = 30
@@ -44,30 +42,9 @@ def kbit_per_s(bytes_per_frame: float) -> float:
     return bytes_per_frame * 8 * FPS / 1000
 
 
-def coefficients_of(frames: list[TrackedFrame], width: int, height: int) -> list[Coefficients]:
-    """Return Coefficients for `frames` (all with a face), with the rough landmark-based pose."""
-    from scipy.spatial.transform import Rotation
-
-    vertices = load_canonical_mesh().vertices[:, :2].astype(np.float64)
-    mesh_spread_cm = math.sqrt(((vertices - vertices.mean(axis=0)) ** 2).sum(axis=1).mean())
-    out = []
-    for frame in frames:
-        assert frame.landmarks is not None and frame.blendshapes is not None and frame.matrix is not None
-        points = frame.landmarks[:468, :2].astype(np.float64) * [1.0, height / width]  # image widths
-        centre = points.mean(axis=0)
-        spread = math.sqrt(((points - centre) ** 2).sum(axis=1).mean())
-        rotation = Rotation.from_matrix(frame.matrix[:3, :3].astype(np.float64)).as_rotvec()
-        out.append(
-            Coefficients(
-                seq=frame.index,
-                timestamp_ms=frame.timestamp_ms,
-                blendshapes=frame.blendshapes,
-                rotation=rotation.astype(np.float32),
-                translation=(centre - [0.5, 0.5 * height / width]).astype(np.float32),
-                scale=spread / mesh_spread_cm,
-            )
-        )
-    return out
+def coefficients_of(frames: list[TrackedFrame]) -> list[Coefficients]:
+    """Return the Coefficients the edge sends for `frames`: face3d's online path, reset at cuts."""
+    return [coefficients for _, coefficients in coefficient_stream(frames)]
 
 
 def coefficient_sizes(frames: list[Coefficients]) -> dict[str, Any]:
@@ -91,7 +68,6 @@ def coefficient_sizes(frames: list[Coefficients]) -> dict[str, Any]:
 
 def face_crops(tracks: Tracks, frames: list[TrackedFrame]) -> list[npt.NDArray[np.uint8]]:
     """Return the 256 × 256 RGB crops of `frames`: a steady square around the landmarks."""
-    width, height = tracks.source.width, tracks.source.height
     points = [f.landmarks_px() for f in frames]
     extent = float(np.median([np.ptp(p, axis=0).max() for p in points]))
     side = round(extent * CROP_MARGIN)
@@ -102,6 +78,7 @@ def face_crops(tracks: Tracks, frames: list[TrackedFrame]) -> list[npt.NDArray[n
         [np.convolve(np.pad(centres[:, i], pad, mode="edge"), kernel, mode="valid") for i in range(2)], axis=1
     )
     wanted = {f.index: centre for f, centre in zip(frames, smoothed, strict=True)}
+    width, height = tracks.source.width, tracks.source.height
     crops = []
     with VideoFile(assets.resolve("sample_clip")) as video:
         for frame in video:
@@ -143,13 +120,12 @@ def main() -> None:
     for name in ("face_landmarker", "face_descriptor", "face_aligner"):
         assets.ensure(name)
     tracks = track_video(assets.resolve("sample_clip"))
-    width, height = tracks.source.width, tracks.source.height
     woman = tracks.frames_of(WOMAN)
     everyone = [f for f in tracks.frames if f.face_found]
     if args.quick:
         woman, everyone = woman[:30], woman[:30]
-    all_faces = coefficient_sizes(coefficients_of(everyone, width, height))
-    hers = coefficient_sizes(coefficients_of(woman, width, height))
+    all_faces = coefficient_sizes(coefficients_of(everyone))
+    hers = coefficient_sizes(coefficients_of(woman))
     sizes = x264_sizes(face_crops(tracks, woman), tracks.source.fps)
     x264 = float(np.mean(sizes))
     results = {

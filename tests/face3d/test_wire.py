@@ -375,38 +375,10 @@ def test_delta_payloads_of_constant_bytes_are_total(fill: int) -> None:
 
 
 def coefficients_from_tracks(tracks: Any) -> list[Coefficients]:
-    """Return Coefficients for every face frame of `tracks`, with a rough landmark-based pose.
+    """Return the Coefficients the edge would send for the face frames of `tracks` (online path)."""
+    from edge.coefficients import coefficient_stream
 
-    Rotation: the rotation vector of MediaPipe's pose matrix. Translation: the landmarks' centroid
-    from the image centre, in image widths. Scale: the landmarks' RMS spread (image widths) over the
-    canonical mesh's (cm). Good enough to give the codec realistic pose jitter; face3d's camera fit
-    is the proper way.
-    """
-    from scipy.spatial.transform import Rotation
-
-    from face3d import load_canonical_mesh
-
-    vertices = load_canonical_mesh().vertices[:, :2].astype(np.float64)
-    mesh_spread_cm = math.sqrt(((vertices - vertices.mean(axis=0)) ** 2).sum(axis=1).mean())
-    width, height = tracks.source.width, tracks.source.height
-    out = []
-    for frame in tracks.frames:
-        if not frame.face_found:
-            continue
-        points = frame.landmarks[:468, :2].astype(np.float64) * [1.0, height / width]  # image widths
-        centre = points.mean(axis=0)
-        spread = math.sqrt(((points - centre) ** 2).sum(axis=1).mean())
-        out.append(
-            Coefficients(
-                seq=frame.index,
-                timestamp_ms=frame.timestamp_ms,
-                blendshapes=frame.blendshapes,
-                rotation=Rotation.from_matrix(frame.matrix[:3, :3].astype(np.float64)).as_rotvec().astype(np.float32),
-                translation=(centre - [0.5, 0.5 * height / width]).astype(np.float32),
-                scale=spread / mesh_spread_cm,
-            )
-        )
-    return out
+    return [coefficients for _, coefficients in coefficient_stream(tracks.frames)]
 
 
 @pytest.mark.slow
