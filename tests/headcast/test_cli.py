@@ -73,6 +73,17 @@ def test_demo_tracks_the_sample_clip_and_writes_what_a_person_looks_at(tmp_path:
     assert np.abs(drawn - source).mean() > 2.0, "landmarks and axes are drawn on the frame"
     black, source0 = (f.to_ndarray(format="rgb24").astype(int) for f in pairs[0])
     assert np.abs(black - source0)[:40].mean() > np.abs(black - source0)[200:].mean(), "the label is drawn"
+    # The man (person 1) drives the woman's model: one side-by-side frame per frame he was tracked in.
+    report = json.loads((out / "report.json").read_text())
+    assert (report["target_person"], report["source_person"]) == (0, 1)
+    assert report["frames_driven"] == summary["people"][1]["frames"]
+    assert report["wire_bytes_per_frame_mean"] <= 33, "the compact uplink budget (≤ 8 kbit/s at 30 fps)"
+    with av.open(str(out / "reenactment.mp4")) as video:
+        driven = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    assert len(driven) == report["frames_driven"] and driven[0].shape == (528, 2 * 720, 3)
+    assert all((frame[:, 720:].max(axis=2) > 40).mean() > 0.01 for frame in driven[::10]), "her NMFC is drawn"
+    again = headcast("demo", "--out", str(out))
+    assert again.returncode == 0 and json.loads((out / "report.json").read_text())["target_model_cached"] is True
 
 
 def test_nmfc_fits_the_main_person_and_writes_the_side_by_side(tmp_path: Path, sample_clip: Path,
