@@ -8,8 +8,10 @@ retargeting needs to keep a driven head where this person's head usually is.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,23 +82,28 @@ class PersonModel:
         order = np.argsort(-strength, kind="stable")
         return [int(j) for j in order[:count] if strength[j] > 0]
 
+    def to_bytes(self) -> bytes:
+        """Return the model as the bytes of a versioned .npz (what `save` writes)."""
+        stream = io.BytesIO()
+        np.savez_compressed(
+            stream,
+            format_version=np.array(FORMAT_VERSION),
+            neutral=self.neutral,
+            basis=self.basis,
+            pose_mean=self.pose_mean,
+            pose_std=self.pose_std,
+            frames=np.array(self.frames),
+            blendshape_names=np.array(BLENDSHAPE_NAMES),
+        )
+        return stream.getvalue()
+
     def save(self, path: str | Path) -> Path:
         """Write the model as a versioned .npz (atomically); return the path written."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
         try:
-            with partial.open("wb") as stream:
-                np.savez_compressed(
-                    stream,
-                    format_version=np.array(FORMAT_VERSION),
-                    neutral=self.neutral,
-                    basis=self.basis,
-                    pose_mean=self.pose_mean,
-                    pose_std=self.pose_std,
-                    frames=np.array(self.frames),
-                    blendshape_names=np.array(BLENDSHAPE_NAMES),
-                )
+            partial.write_bytes(self.to_bytes())
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -107,20 +114,29 @@ class PersonModel:
         """Return the model saved by `save`; raises FitError for unknown versions, bad or NaN data."""
         source = Path(path)
         try:
-            with np.load(source, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zlib.error) as error:
+            data = source.read_bytes()
+        except OSError as error:
             raise FitError(f"{source} is not a readable person model ({error}); fit the person again") from None
+        return cls.from_bytes(data, str(source))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "the person model") -> PersonModel:
+        """Return the model in `data` (bytes written by `to_bytes`); raises FitError as `load` does."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+            raise FitError(f"{name} is not a readable person model ({error}); fit the person again") from None
         version = int(arrays["format_version"]) if "format_version" in arrays else -1
         if version != FORMAT_VERSION:
             raise FitError(
-                f"{source}: person model format {version}, this headcast reads {FORMAT_VERSION}; fit the person again"
+                f"{name}: person model format {version}, this headcast reads {FORMAT_VERSION}; fit the person again"
             )
         missing = {"neutral", "basis", "pose_mean", "pose_std", "frames", "blendshape_names"} - arrays.keys()
         if missing:
-            raise FitError(f"{source}: person model lacks {sorted(missing)}; fit the person again")
+            raise FitError(f"{name}: person model lacks {sorted(missing)}; fit the person again")
         if tuple(str(n) for n in arrays["blendshape_names"]) != BLENDSHAPE_NAMES:
-            raise FitError(f"{source}: blendshapes in an unknown order; fit the person again")
+            raise FitError(f"{name}: blendshapes in an unknown order; fit the person again")
         return cls(
             neutral=arrays["neutral"],
             basis=arrays["basis"],

@@ -1,0 +1,246 @@
+"""The target registry: enrolled targets as immutable, versioned bundles under a root (a path or any fsspec URI).
+
+A bundle is everything serving needs to render one target: the fine-tuned generator's weights, the
+target's PersonModel, a background plate, the identity vector ê, and metadata (owner, consent
+record, training config, metrics). Layout under the root::
+
+    targets/<target id>/<version>/generator.pt, person.npz, background.png, identity.npy, manifest.json
+
+A version's files are written first and its manifest last: the manifest is the commit marker, so
+a reader never sees half a bundle, an enrolment killed mid-way leaves nothing that loads, and two
+enrolments of one name write two versions instead of corrupting each other (the newest committed
+one is served). Ids are validated, so no id can reach outside the root.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import pickle
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from face3d.errors import FitError
+from face3d.person import PersonModel
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FILES = {"generator": "generator.pt", "person": "person.npz", "background": "background.png",
+         "identity": "identity.npy"}  # fmt: skip
+TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class RegistryError(Exception):
+    """A target or bundle cannot be stored or found; the message says what to do."""
+
+
+def validate_target_id(target_id: str) -> str:
+    """Return `target_id` when it is a valid id: 1–64 of a-z 0-9 _ -, starting with a letter or digit."""
+    if not isinstance(target_id, str) or not TARGET_ID.fullmatch(target_id):
+        raise RegistryError(
+            f"{target_id!r} is not a valid target id: use 1-64 lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return target_id
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Who agreed to be enrolled, when, and the sha256 of the recording they agreed to."""
+
+    subject: str
+    recorded_at: str  # ISO 8601, UTC
+    recording_sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.subject.strip():
+            raise RegistryError("a consent record names the person who agreed to be enrolled")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.recording_sha256):
+            raise RegistryError("a consent record carries the recording's sha256 (64 hex digits)")
+
+
+@dataclass(frozen=True)
+class TargetMetadata:
+    """What a bundle says about itself besides its arrays."""
+
+    target_id: str
+    owner: str
+    consent: Consent
+    model_size: str
+    allowed_drivers: tuple[str, ...] = ()  # who the owner allows to drive this target; empty: the owner only
+    training: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetBundle:
+    """One enrolled target, ready to serve.
+
+    generator_state: the fine-tuned generator's state dict (AdaIN already converted to instance norms).
+    identity: (D,) float32 the target's identity vector ê (eq. 9).
+    background: (H, W, 3) uint8 RGB plate the avatar is composited on.
+    version: set by the registry when stored.
+    """
+
+    metadata: TargetMetadata
+    generator_state: Mapping[str, torch.Tensor]
+    person: PersonModel
+    identity: npt.NDArray[np.float32]
+    background: npt.NDArray[np.uint8]
+    version: str = ""
+
+
+class TargetRegistry:
+    """Targets stored under `root` (a local path or an fsspec URI such as s3://bucket/headcast)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = str(root).rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+
+    def _dir(self, *parts: str) -> str:
+        return "/".join([self._base, "targets", *parts])
+
+    def ids(self) -> list[str]:
+        """Return the ids of all targets with at least one committed version, sorted."""
+        if not self.fs.exists(self._dir()):
+            return []
+        found = []
+        for entry in self.fs.ls(self._dir(), detail=False):
+            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
+            if TARGET_ID.fullmatch(name) and self.versions(name):
+                found.append(name)
+        return sorted(found)
+
+    def versions(self, target_id: str) -> list[str]:
+        """Return the committed versions of a target, oldest first (versions sort by creation time)."""
+        folder = self._dir(validate_target_id(target_id))
+        if not self.fs.exists(folder):
+            return []
+        versions = [str(v).rstrip("/").rsplit("/", 1)[-1] for v in self.fs.ls(folder, detail=False)]
+        return sorted(v for v in versions if self.fs.exists(f"{folder}/{v}/{MANIFEST}"))
+
+    def save(self, bundle: TargetBundle) -> str:
+        """Store `bundle` as a new version of its target; return the version."""
+        target_id = validate_target_id(bundle.metadata.target_id)
+        if bundle.identity.ndim != 1 or not np.all(np.isfinite(bundle.identity)):
+            raise RegistryError("the identity vector must be a finite 1-d array")
+        if bundle.background.ndim != 3 or bundle.background.shape[2] != 3 or bundle.background.dtype != np.uint8:
+            raise RegistryError("the background plate must be an (H, W, 3) uint8 RGB image")
+        now = _dt.datetime.now(_dt.UTC)
+        version = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        folder = self._dir(target_id, version)
+        self.fs.makedirs(folder, exist_ok=True)
+        generator = io.BytesIO()
+        torch.save(dict(bundle.generator_state), generator)
+        identity = io.BytesIO()
+        np.save(identity, bundle.identity.astype(np.float32))
+        blobs = {FILES["generator"]: generator.getvalue(), FILES["person"]: bundle.person.to_bytes(),
+                 FILES["identity"]: identity.getvalue(), FILES["background"]: _png(bundle.background)}  # fmt: skip
+        for name, data in blobs.items():
+            with self.fs.open(f"{folder}/{name}", "wb") as stream:
+                stream.write(data)
+        manifest = {
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "version": version,
+            "created": now.isoformat(),
+            "metadata": _metadata_json(bundle.metadata),
+        }
+        # The commit marker, written last.
+        with self.fs.open(f"{folder}/{MANIFEST}", "w") as stream:
+            stream.write(json.dumps(manifest, indent=2))
+        return version
+
+    def metadata(self, target_id: str, version: str | None = None) -> TargetMetadata:
+        """Return a target's metadata (its newest version unless `version` is given)."""
+        return _metadata_from_json(self._manifest(target_id, version)[0]["metadata"])
+
+    def _manifest(self, target_id: str, version: str | None) -> tuple[dict[str, Any], str]:
+        versions = self.versions(target_id)
+        if not versions:
+            known = ", ".join(self.ids()) or "none"
+            raise RegistryError(f"no target {target_id!r} in {self.root} (enrolled targets: {known})")
+        chosen = version or versions[-1]
+        if chosen not in versions:
+            raise RegistryError(f"target {target_id!r} has no version {chosen!r}; versions: {', '.join(versions)}")
+        folder = self._dir(target_id, chosen)
+        try:
+            with self.fs.open(f"{folder}/{MANIFEST}", "r") as stream:
+                manifest = json.loads(stream.read())
+        except (OSError, ValueError) as error:
+            raise RegistryError(f"{folder}/{MANIFEST} is unreadable ({error})") from None
+        if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+            raise RegistryError(f"{folder}: bundle format {manifest.get('format_version')}, this headcast reads "
+                                f"{BUNDLE_FORMAT_VERSION}; enrol the target again")  # fmt: skip
+        return manifest, folder
+
+    def load(self, target_id: str, version: str | None = None) -> TargetBundle:
+        """Return a target's bundle (its newest version unless `version` is given)."""
+        manifest, folder = self._manifest(target_id, version)
+        try:
+            with self.fs.open(f"{folder}/{FILES['generator']}", "rb") as stream:
+                state = torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
+            with self.fs.open(f"{folder}/{FILES['person']}", "rb") as stream:
+                person = PersonModel.from_bytes(stream.read(), f"{folder}/{FILES['person']}")
+            with self.fs.open(f"{folder}/{FILES['identity']}", "rb") as stream:
+                identity = np.load(io.BytesIO(stream.read()), allow_pickle=False)
+            with self.fs.open(f"{folder}/{FILES['background']}", "rb") as stream:
+                background = _unpng(stream.read())
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, FitError) as error:
+            raise RegistryError(f"the bundle in {folder} is damaged ({error}); enrol the target again") from None
+        return TargetBundle(_metadata_from_json(manifest["metadata"]), state, person,
+                            identity.astype(np.float32), background, manifest["version"])  # fmt: skip
+
+    def delete(self, target_id: str) -> None:
+        """Remove a target and all its versions (manifests first, so no reader sees a partial bundle)."""
+        folder = self._dir(validate_target_id(target_id))
+        if not self.fs.exists(folder):
+            raise RegistryError(f"no target {target_id!r} in {self.root}")
+        for version in self.versions(target_id):
+            self.fs.rm(f"{folder}/{version}/{MANIFEST}")
+        self.fs.rm(folder, recursive=True)
+
+
+def _metadata_json(metadata: TargetMetadata) -> dict[str, Any]:
+    data = asdict(metadata)
+    data["allowed_drivers"] = list(metadata.allowed_drivers)
+    data["training"], data["metrics"] = dict(metadata.training), dict(metadata.metrics)
+    return data
+
+
+def _metadata_from_json(data: Mapping[str, Any]) -> TargetMetadata:
+    return TargetMetadata(
+        target_id=data["target_id"],
+        owner=data["owner"],
+        consent=Consent(**data["consent"]),
+        model_size=data["model_size"],
+        allowed_drivers=tuple(data.get("allowed_drivers", ())),
+        training=data.get("training", {}),
+        metrics=data.get("metrics", {}),
+    )
+
+
+def _png(image: npt.NDArray[np.uint8]) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+    if not ok:
+        raise RegistryError("the background plate could not be encoded as PNG")
+    return bytes(data.tobytes())
+
+
+def _unpng(data: bytes) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not a PNG image")
+    return np.ascontiguousarray(image[:, :, ::-1])
