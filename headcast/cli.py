@@ -38,13 +38,14 @@ EXIT_INTERRUPTED = 130
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn headcast's own errors into one red line and exit code 1: no tracebacks for users."""
+def _errors(*more: type[Exception]) -> Iterator[None]:
+    """Turn headcast's own errors (and `more`) into one red line and exit code 1: no tracebacks for users."""
     from edge.errors import TrackingError
 
+    handled: tuple[type[Exception], ...] = (Face3dError, TrackingError, *more)
     try:
         yield
-    except (Face3dError, TrackingError) as error:
+    except handled as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_ERROR) from None
 
@@ -293,6 +294,27 @@ def nmfc(
     ):
         table.add_row(label, str(out_dir / name))
     stdout.print(table)
+
+
+@app.command()
+def token(
+    room: Annotated[str, typer.Option(help="the room the token is for")],
+    role: Annotated[str, typer.Option(help="send, view or enrol")],
+    subject: Annotated[str, typer.Option(help="who the bearer is (shown to the room, kept in consent records)")],
+    target: Annotated[
+        list[str] | None, typer.Option(help="a target the bearer may drive (repeat; '*' for any)")
+    ] = None,
+    ttl_s: Annotated[int, typer.Option("--ttl", help="seconds until the token expires")] = 3600,
+    max_sessions: Annotated[int, typer.Option(help="concurrent sessions allowed with this token")] = 1,
+) -> None:
+    """Mint a signed, expiring token (secret: $HEADCAST_SECRET or the user config directory)."""
+    from signaling.auth import ROLES, AuthError, load_secret, mint_token
+
+    with _errors(AuthError):
+        if role not in ROLES:
+            raise AuthError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        minted = mint_token(load_secret(), subject, room, role, tuple(target or ()), ttl_s, max_sessions)
+    stdout.print(minted, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -4,36 +4,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-import configs
 from edge.annotate import VideoWriter
 from edge.capture import VideoFile
 from edge.tracks import Tracks
-from face3d.camera import project_to_image
 from face3d.errors import FitError
 from face3d.fit import FitConfig, FitResult, fit_person
-from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
+from face3d.nmfc import nmfc_topology
 from face3d.person import PersonModel, write_summary_png
 from face3d.topology import load_canonical_mesh
+from training.geometry import FittedFrame, fitted_frames, load_fit_config, nmfc_frame
 
 PERSON_FILE = "person.npz"
 PERSON_IMAGE = "person.png"
 FIT_REPORT = "fit.json"
 SIDE_BY_SIDE = "nmfc.mp4"
 
-
-def load_fit_config(path: str | Path | None = None) -> FitConfig:
-    """Return the FitConfig in configs/face3d.yaml (or `path`), section `fit`."""
-    section = configs.load("face3d", path).get("fit", {})
-    try:
-        return FitConfig(**section)
-    except TypeError as error:
-        raise FitError(f"configs/face3d.yaml `fit`: {error}") from None
+__all__ = [
+    "FittedFrame",
+    "choose_person",
+    "fit_tracks",
+    "fitted_frames",
+    "load_fit_config",
+    "nmfc_frame",
+    "write_fit",
+    "write_side_by_side",
+]
 
 
 def choose_person(tracks: Tracks, person: int | None) -> int:
@@ -72,33 +71,6 @@ def write_fit(result: FitResult, person: int, out_dir: Path) -> dict[str, object
     }  # fmt: skip
     (out_dir / FIT_REPORT).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
-
-
-@dataclass(frozen=True)
-class FittedFrame:
-    """What NMFC rendering needs of one fitted frame: the mesh (468, 3) cm and its camera pose."""
-
-    vertices_cm: npt.NDArray[np.float64]
-    rotation: npt.NDArray[np.float64]  # rotation vector
-    translation: npt.NDArray[np.float64]  # image widths from the centre, y down
-    scale: float
-
-
-def fitted_frames(result: FitResult) -> dict[int, FittedFrame]:
-    """Return frame index → the fitted mesh and camera of that frame."""
-    report = result.report
-    shapes = result.model.shape(report.weights)
-    return {
-        int(index): FittedFrame(shapes[t], camera.rotation_vector(), camera.image_translation(), camera.scale)
-        for t, (index, camera) in enumerate(zip(report.frame_indices, report.cameras, strict=True))
-    }
-
-
-def nmfc_frame(fitted: FittedFrame, image_size: tuple[int, int], topology: NmfcTopology) -> npt.NDArray[np.uint8]:
-    """Return the (H, W, 3) uint8 NMFC image of a fitted frame; image_size is (width, height)."""
-    width, height = image_size
-    pixels = project_to_image(fitted.vertices_cm, fitted.rotation, fitted.translation, fitted.scale, image_size)
-    return render_nmfc_px(pixels, (height, width), topology).to_uint8()
 
 
 def write_side_by_side(video: str | Path, result: FitResult, out_path: Path,

@@ -121,3 +121,17 @@ def test_face_model_build_learns_a_prior_from_tracks(tmp_path: Path, sample_trac
     jaw = model.basis[:, :, 25]  # jawOpen
     assert np.linalg.norm(jaw, axis=1).max() > 0.1, "B₀ opens the jaw by a visible amount at full weight"
     assert prior.with_suffix(".png").exists()
+
+
+def test_token_mints_what_the_gateway_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from signaling.auth import verify_token
+
+    secret = "k" * 40
+    monkeypatch.setenv("HEADCAST_SECRET", secret)
+    result = headcast("token", "--room", "r1", "--role", "send", "--subject", "alice", "--target", "woman",
+                      "--ttl", "120")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    grant = verify_token(secret.encode(), result.stdout.strip())
+    assert (grant.room, grant.role, grant.targets, grant.subject) == ("r1", "send", ("woman",), "alice")
+    refused = headcast("token", "--room", "r1", "--role", "admin", "--subject", "alice")
+    assert refused.returncode == 1 and "unknown role 'admin'" in refused.stderr
