@@ -295,6 +295,45 @@ def nmfc(
 
 
 @app.command()
+def preprocess(
+    corpus: Annotated[Path, typer.Argument(help="a folder of talking-head videos: one sub-folder or file per person")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the clip shards and manifest.json")],
+    size_px: Annotated[int | None, typer.Option(help="side of the square training frames (default: config)")] = None,
+    address: Annotated[str | None, typer.Option(help="a Ray cluster to run on (default: a local one)")] = None,
+    config: Annotated[Path | None, typer.Option(help="a preprocess.yaml to use instead of the packaged one")] = None,
+) -> None:
+    """Turn a corpus of videos into training clips (frames, masks, NMFC, mouth boxes) in parallel on Ray.
+
+    Resumable: run it again after an interruption and only what is missing is computed.
+    """
+    from training.corpus import CorpusError
+    from training.preprocess import PreprocessConfig, PreprocessProgress, preprocess_corpus
+
+    with _errors(CorpusError):
+        settings = PreprocessConfig.load(config)
+        if size_px is not None:
+            settings = settings.model_copy(update={"size_px": size_px})
+        with PreprocessProgress(console) as progress:
+            report = preprocess_corpus(corpus, out_dir, settings, address=address, progress=progress)
+    table = Table(show_header=False, box=None)
+    resumed = len(report.videos) - len(report.computed)
+    counts = f"{len(report.computed)} computed, {resumed} resumed, {len(report.skipped)} without clips"
+    table.add_row("videos", f"{len(report.videos)} ({counts})")
+    table.add_row("usable identities", ", ".join(report.usable_identities) or "none")
+    for name, reason in report.dropped_identities.items():
+        table.add_row(f"dropped {name}", reason)
+    for video in report.skipped:
+        table.add_row(f"skipped {video.source}", video.reason or video.status)
+    for entry, reason in report.rejected:
+        table.add_row(f"rejected {entry}", reason)
+    table.add_row("shards", str(out_dir))
+    table.add_row("time", f"{report.seconds:.1f} s")
+    stdout.print(table)
+    if not report.usable_identities:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
 def token(
     room: Annotated[str, typer.Option(help="the room the token is for")],
     role: Annotated[str, typer.Option(help="send, view or enrol")],

@@ -135,3 +135,16 @@ def test_token_mints_what_the_gateway_verifies(monkeypatch: pytest.MonkeyPatch) 
     assert (grant.room, grant.role, grant.targets, grant.subject) == ("r1", "send", ("woman",), "alice")
     refused = headcast("token", "--room", "r1", "--role", "admin", "--subject", "alice")
     assert refused.returncode == 1 and "unknown role 'admin'" in refused.stderr
+
+
+def test_preprocess_lists_what_it_could_not_use(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "broken").mkdir(parents=True)
+    (corpus / "broken" / "take1.mp4").write_bytes(b"\x00\x01 not a video" * 100)
+    result = headcast("preprocess", str(corpus), "--out", str(tmp_path / "out"), "--size-px", "64")
+    assert result.returncode == 1, "no usable identity is a failure the user must see"
+    text = result.stdout.replace("\n", " ")
+    assert "skipped" in text and "take1.mp4" in text
+    assert "Traceback" not in result.stderr
+    missing = headcast("preprocess", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out2"))
+    assert missing.returncode == 1 and "error:" in missing.stderr
