@@ -334,6 +334,63 @@ def preprocess(
 
 
 @app.command()
+def pretrain(
+    out_dir: Annotated[Path, typer.Option("--out", help="the run folder: checkpoints, samples, metrics.jsonl")],
+    corpus: Annotated[
+        str, typer.Option(help="'synthetic' (built in) or a folder written by `headcast preprocess`")
+    ] = "synthetic",
+    profile: Annotated[
+        str, typer.Option(help="a profile of configs/pretrain.yaml: default, tiny-ci, base")
+    ] = "default",
+    steps: Annotated[int | None, typer.Option(help="optimisation steps (default: the profile's)")] = None,
+    identities: Annotated[int, typer.Option(help="people in the synthetic corpus")] = 8,
+    workers: Annotated[int, typer.Option(help="Ray Train workers (DDP)")] = 1,
+    gpu: Annotated[bool, typer.Option(help="one GPU per worker")] = False,
+    address: Annotated[str | None, typer.Option(help="a Ray cluster to run on (default: a local one)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from its last good checkpoint")] = True,
+) -> None:
+    """Stage-1 multi-person pretraining of the generator on Ray Train (paper §3.3).
+
+    Interrupt it at any time: run the same command again and it continues exactly where the last
+    checkpoint left it.
+    """
+    from training.checkpoint import TrainingError
+    from training.clips import synthetic_corpus
+    from training.corpus import CorpusError
+    from training.preprocess import load_corpus_clips
+    from training.pretrain import PretrainProgress
+    from training.pretrain import pretrain as run_pretraining
+    from training.trainer_steps import load_pretrain_config
+
+    with _errors(TrainingError, CorpusError):
+        overrides = {"steps": steps} if steps is not None else {}
+        config = load_pretrain_config(profile, None, **overrides)
+        size = config.model_configs()[0].size_px
+        if corpus == "synthetic":
+            clips = synthetic_corpus(identities=identities, frames=60, size_px=size, seed=config.seed)
+        else:
+            clips = load_corpus_clips(Path(corpus))
+        with _progress() as progress:
+            task = progress.add_task("pretraining", total=config.steps, rate="")
+
+            def report(update: PretrainProgress) -> None:
+                generator_loss = update.losses.get("generator", float("nan"))
+                rate = f"{update.seconds_per_step:.2f} s/step, G loss {generator_loss:.3f}"
+                progress.update(task, completed=update.step, rate=rate)
+
+            result = run_pretraining(config, clips, out_dir, resume=resume, address=address, num_workers=workers,
+                                     use_gpu=gpu, progress=report)  # fmt: skip
+    table = Table(show_header=False, box=None)
+    table.add_row("steps", str(result.step))
+    table.add_row("checkpoint", str(result.checkpoint))
+    table.add_row("samples", str(result.run_dir / "samples"))
+    table.add_row("metrics", str(result.run_dir / "metrics.jsonl"))
+    for original, moved in result.refused:
+        table.add_row("set aside (unreadable)", f"{original} → {moved}")
+    stdout.print(table)
+
+
+@app.command()
 def token(
     room: Annotated[str, typer.Option(help="the room the token is for")],
     role: Annotated[str, typer.Option(help="send, view or enrol")],

@@ -148,3 +148,16 @@ def test_preprocess_lists_what_it_could_not_use(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     missing = headcast("preprocess", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out2"))
     assert missing.returncode == 1 and "error:" in missing.stderr
+
+
+def test_pretrain_runs_on_ray_train_and_continues_after_a_stop(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = headcast("pretrain", "--out", str(run), "--profile", "tiny-ci", "--steps", "4", "--identities", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (run / "checkpoints" / "step-00000004.pt").is_file()
+    more = headcast("pretrain", "--out", str(run), "--profile", "tiny-ci", "--steps", "6", "--identities", "2")
+    assert more.returncode == 0, more.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6], "the second call continued from step 4 instead of starting over"
+    refused = headcast("pretrain", "--out", str(tmp_path / "other"), "--profile", "nonsense")
+    assert refused.returncode == 1 and "no profile 'nonsense'" in refused.stderr
