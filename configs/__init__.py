@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 
 def load(name: str, path: str | Path | None = None) -> dict[str, Any]:
@@ -28,3 +29,9 @@ def load(name: str, path: str | Path | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{source} must hold a mapping at its top level, not {type(data).__name__}")
     return data
+
+
+class StrictConfig(BaseModel):
+    """Base of every component's configuration model: unknown fields are errors, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

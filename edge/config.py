@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 import configs
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrackerConfig(_Strict):
+class TrackerConfig(configs.StrictConfig):
     """MediaPipe FaceLandmarker settings."""
 
     min_face_detection_confidence: float = Field(0.5, ge=0, le=1, description="face detector threshold")
@@ -24,7 +20,7 @@ class TrackerConfig(_Strict):
     )
 
 
-class ShotConfig(_Strict):
+class ShotConfig(configs.StrictConfig):
     """Hard-cut detection on grey thumbnails: a cut is a jump far above the recent frame differences."""
 
     thumbnail_px: tuple[int, int] = Field((90, 66), description="thumbnail width, height")
@@ -33,7 +29,7 @@ class ShotConfig(_Strict):
     history: int = Field(12, ge=1, description="frames in the running median")
 
 
-class IdentityConfig(_Strict):
+class IdentityConfig(configs.StrictConfig):
     """Grouping shots into people with the dlib face-identity descriptor."""
 
     sample_every: int = Field(6, ge=1, description="describe every n-th tracked frame of a shot")
@@ -44,7 +40,7 @@ class IdentityConfig(_Strict):
     )
 
 
-class EdgeConfig(_Strict):
+class EdgeConfig(configs.StrictConfig):
     """Everything the edge's tracking needs."""
 
     tracker: TrackerConfig = TrackerConfig()

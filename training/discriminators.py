@@ -21,19 +21,16 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional
 from torch.nn.utils.parametrizations import spectral_norm
 
+import configs
 from inference.networks.config import model_size_section
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PatchGANConfig(_Strict):
+class PatchGANConfig(configs.StrictConfig):
     """One multi-scale PatchGAN."""
 
     ndf: int = Field(64, ge=1, description="channels of the first layer; doubled per layer up to 512")
@@ -41,7 +38,7 @@ class PatchGANConfig(_Strict):
     scales: int = Field(2, ge=1, description="spatial scales; the input is average-pooled by 2 between them")
 
 
-class DiscriminatorsConfig(_Strict):
+class DiscriminatorsConfig(configs.StrictConfig):
     """D_I, D_M and D_D of one model size (configs/models.yaml, section `discriminators`)."""
 
     identity_dim: int = Field(512, ge=1, description="length of v(y, x), W_i and w_0 (equals ê's length)")

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 import configs
 from edge.capture import VideoFile
@@ -61,10 +61,8 @@ MANIFEST_INTERVAL_S = 1.0
 Status = Literal["done", "skipped", "failed"]
 
 
-class PreprocessConfig(BaseModel):
+class PreprocessConfig(configs.StrictConfig):
     """How videos become clips (filled from configs/preprocess.yaml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     size_px: int = Field(128, ge=16, le=2048, description="side of the square frames, NMFC images and masks")
     crop_margin: float = Field(

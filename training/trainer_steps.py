@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional
 
@@ -58,11 +58,7 @@ from training.losses import (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LossWeights(_Strict):
+class LossWeights(configs.StrictConfig):
     """The λ of the generator objective (L_adv has weight 1; vid2vid/head2head use 10 for FM and VGG)."""
 
     feature_matching: float = Field(10.0, ge=0, description="λ_FM: L1 between D_I's and D_M's features")
@@ -72,7 +68,7 @@ class LossWeights(_Strict):
     pixel: float = Field(10.0, ge=0, description="L1 pixel reconstruction (not in the paper: the offline dense signal)")
 
 
-class PretrainConfig(_Strict):
+class PretrainConfig(configs.StrictConfig):
     """Stage-1 pretraining (configs/pretrain.yaml). Batches are per worker; steps count optimiser steps."""
 
     model_size: str = Field("tiny", description="a size in configs/models.yaml (tiny, base)")

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 import configs
 
 MODEL_SIZES = ("tiny", "base")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GeneratorConfig(_Strict):
+class GeneratorConfig(configs.StrictConfig):
     """G of eq. 5: two encoders (NMFC stack, previous generated frames), residual blocks, one decoder."""
 
     identity_dim: int = Field(512, ge=1, description="length of the identity vector ê that drives every AdaIN")
@@ -47,7 +43,7 @@ class GeneratorConfig(_Strict):
         return min(self.ngf * 2**level, self.max_channels)
 
 
-class EmbedderConfig(_Strict):
+class EmbedderConfig(configs.StrictConfig):
     """E: an InceptionResnetV1 (FaceNet) whose widths and block counts can be scaled down."""
 
     identity_dim: int = Field(512, ge=1, description="length of the L2-normalised embedding")
@@ -65,7 +61,7 @@ class EmbedderConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(configs.StrictConfig):
     """The served networks of one model size."""
 
     size: str = Field(description="the size's name in configs/models.yaml")
