@@ -244,3 +244,26 @@ def _unpng(data: bytes) -> npt.NDArray[np.uint8]:
     if image is None:
         raise ValueError("not a PNG image")
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def target_generator(bundle: TargetBundle) -> torch.nn.Module:
+    """Return the bundle's fine-tuned generator, rebuilt and ready to serve (eval mode, CPU).
+
+    The bundle's metadata carries the model configuration; the generator is built, its AdaIN layers
+    converted with the bundle's ê (§3.4) so the weights' names match, and the weights loaded.
+    """
+    from inference.networks import Generator, GeneratorConfig
+
+    try:
+        config = GeneratorConfig.model_validate(bundle.metadata.training["model_config"]["generator"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise RegistryError(f"target {bundle.metadata.target_id!r} carries no usable model configuration "
+                            f"({error}); enrol it again") from None  # fmt: skip
+    generator = Generator(config)
+    generator.convert_adain_to_instance_norm(torch.from_numpy(bundle.identity))
+    try:
+        generator.load_state_dict(dict(bundle.generator_state))
+    except RuntimeError as error:
+        raise RegistryError(f"target {bundle.metadata.target_id!r}: the weights do not fit its model "
+                            f"configuration ({error}); enrol it again") from None  # fmt: skip
+    return generator.eval()

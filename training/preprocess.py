@@ -335,11 +335,11 @@ def _make_clips(
     if not kept:
         longest = max(len(run) for run in runs)
         return replace(base, reason=f"no run of {config.min_run} consecutive fitted frames (longest {longest})")
-    shards, frames = _write_runs(video, kept, fitted, config, out)
+    shards, frames = write_runs(video, kept, fitted, config, out)
     return replace(base, status="done", frames=frames, shards=tuple(shards))
 
 
-def _write_runs(
+def write_runs(
     video: CorpusVideo,
     runs: list[list[TrackedFrame]],
     fitted: dict[int, FittedFrame],

@@ -176,7 +176,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     """Return the global RNG states (torch, numpy, python) in a form `torch.load(weights_only=True)` reads."""
     name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
     return {
@@ -186,8 +186,8 @@ def _rng_state() -> dict[str, Any]:
     }
 
 
-def _restore_rng_state(state: dict[str, Any]) -> None:
-    """Set the global RNG states saved by `_rng_state`."""
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Set the global RNG states saved by `rng_state`."""
     torch.set_rng_state(state["torch"])
     name, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
@@ -217,7 +217,7 @@ def _checkpoint_state(
         "mouth_discriminator": critics.mouth.state_dict() if critics.mouth is not None else None,
         "dynamics_discriminator": critics.dynamics.state_dict() if critics.dynamics is not None else None,
         "optimisers": {"generator": optimisers.generator.state_dict(), "critics": optimisers.critics.state_dict()},
-        "rng": _rng_state(),
+        "rng": rng_state(),
     }
 
 
@@ -245,7 +245,7 @@ def _load_modules(state: dict[str, Any], modules: StageOneModules, path: Path) -
                 raise TrainingError(f"checkpoint {path}: {key} does not fit this configuration ({error})") from error
 
 
-def _write_png(path: Path, image: npt.NDArray[np.uint8]) -> None:
+def write_png(path: Path, image: npt.NDArray[np.uint8]) -> None:
     """Write an RGB uint8 (H, W, 3) image as PNG atomically (temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial.png")
@@ -298,7 +298,7 @@ def run_stage_one(
     if state is not None:
         optimisers.generator.load_state_dict(state["optimisers"]["generator"])
         optimisers.critics.load_state_dict(state["optimisers"]["critics"])
-        _restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"])
     end = min(config.steps, max_steps) if max_steps is not None else config.steps
     is_writer = session.rank == 0
     metrics_path = run_dir / "metrics.jsonl"
@@ -314,7 +314,7 @@ def run_stage_one(
             with metrics_path.open("a", encoding="utf-8") as stream:
                 stream.write(json.dumps(metrics) + "\n")
             if done % config.sample_every == 0:
-                _write_png(run_dir / "samples" / f"step-{done:08d}.png", sample_grid(batch, result))
+                write_png(run_dir / "samples" / f"step-{done:08d}.png", sample_grid(batch, result))
             if done % config.checkpoint_every == 0 or done == end:
                 state_now = _checkpoint_state(done, config, identities, modules, optimisers)
                 save_checkpoint(state_now, run_dir / "checkpoints", config.keep_checkpoints)
@@ -342,7 +342,7 @@ def _ray_worker(loop_config: dict[str, Any]) -> None:
     )
 
 
-def _prepare_run_dir(config: PretrainConfig, run_dir: Path, resume: bool) -> ResumePoint:
+def prepare_run_dir(config: PretrainConfig, run_dir: Path, resume: bool) -> ResumePoint:
     """Return where the run starts, after checking the folder, its config and truncating metrics beyond that step."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
@@ -439,7 +439,7 @@ def pretrain(
     """
     run_dir = Path(out_dir).resolve()
     corpus = _resolve_clips(clips)
-    point = _prepare_run_dir(config, run_dir, resume)
+    point = prepare_run_dir(config, run_dir, resume)
     resume_from = point.path
     if point.path is not None:
         logger.info("resuming %s from %s (step %d)", run_dir, point.path, point.step)
