@@ -27,6 +27,10 @@ assets_app = typer.Typer(
     help="The model and data files headcast uses (sha256-pinned, never from a hub).", no_args_is_help=True
 )
 app.add_typer(assets_app, name="assets")
+jobs_app = typer.Typer(help="Enrolment jobs on Ray: list them with progress, read logs, cancel.")
+app.add_typer(jobs_app, name="jobs")
+targets_app = typer.Typer(help="Enrolled targets in the registry.", no_args_is_help=True)
+app.add_typer(targets_app, name="targets")
 face_model_app = typer.Typer(help="Person models and the generic expression prior B₀.", no_args_is_help=True)
 app.add_typer(face_model_app, name="face-model")
 console = Console(stderr=True)
@@ -388,6 +392,165 @@ def pretrain(
     for original, moved in result.refused:
         table.add_row("set aside (unreadable)", f"{original} → {moved}")
     stdout.print(table)
+
+
+# ---------------------------------------------------------------- enrolment
+
+
+@app.command()
+def enroll(
+    video: Annotated[Path, typer.Argument(help="a 10-25 s recording of the person to enrol")],
+    name: Annotated[str, typer.Option(help="the target id: lowercase letters, digits, '_' or '-'")],
+    owner: Annotated[str, typer.Option(help="who owns the target (decides who may drive it)")],
+    subject: Annotated[str, typer.Option(help="the recorded person, who consented to be enrolled")],
+    base: Annotated[Path | None, typer.Option(help="a stage-1 checkpoint from `headcast pretrain`")] = None,
+    registry: Annotated[str | None, typer.Option(help="registry root (path or fsspec URI)")] = None,
+    profile: Annotated[str, typer.Option(help="a profile of configs/enroll.yaml: default, tiny-ci")] = "default",
+    steps: Annotated[int | None, typer.Option(help="fine-tuning steps (default: the profile's)")] = None,
+    person: Annotated[int | None, typer.Option(help="which person of the recording (default: most frequent)")] = None,
+    address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL (default: a local one)")] = None,
+    wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
+) -> None:
+    """Enrol a new target from a short recording, as a Ray job (few-shot fine-tuning, paper §3.4).
+
+    The job checks the recording first and refuses it with advice when it cannot work. Cancel it
+    with `headcast jobs cancel ID`; submitting the same enrolment again resumes it.
+    """
+    from inference.registry import RegistryError, default_registry_root, validate_target_id
+    from training.jobs import JobError, headcast_cache_dir, module_entrypoint, submit_job
+
+    with _errors(JobError, RegistryError):
+        target = validate_target_id(name)
+        if not video.is_file():
+            raise JobError(f"{video}: no such file; give the path of the recording to enrol")
+        root = registry or default_registry_root()
+        work_dir = headcast_cache_dir() / "enrol" / target
+        args = [str(video.resolve()), "--name", target, "--registry", root, "--owner", owner, "--subject", subject,
+                "--work-dir", str(work_dir), "--profile", profile]  # fmt: skip
+        args += ["--base", str(base.resolve())] if base is not None else []
+        args += ["--steps", str(steps)] if steps is not None else []
+        args += ["--person", str(person)] if person is not None else []
+        job = submit_job(module_entrypoint("training.enroll_job", *args, address=address), address,
+                         name=f"enrol {target}", metadata={"target": target})  # fmt: skip
+    stdout.print(f"submitted enrolment job {job}", highlight=False)
+    if wait:
+        _follow_job(job, address)
+
+
+def _follow_job(job: str, address: str | None) -> None:
+    """Show a job's progress until it ends; exit 1 when it did not succeed."""
+    import time
+
+    from training.jobs import JobError, job_info, job_logs
+
+    with _errors(JobError), _progress() as progress:
+        task = progress.add_task("starting", total=None, rate="")
+        while True:
+            info = job_info(job, address)
+            if info.progress is not None:
+                eta = f"eta {info.progress.eta_s:.0f} s" if info.progress.eta_s is not None else ""
+                progress.update(task, description=info.progress.stage or info.status.lower(),
+                                total=info.progress.total, completed=info.progress.step, rate=eta)  # fmt: skip
+            if info.finished:
+                break
+            time.sleep(1.0)
+        logs = job_logs(job, address)
+    last = [line for line in logs.splitlines() if line.strip() and not line.startswith("HEADCAST_PROGRESS")]
+    for line in last[-5:]:
+        stdout.print(line, highlight=False)
+    if info.status != "SUCCEEDED":
+        console.print(f"[bold red]error:[/] job {job} {info.status.lower()}: see `headcast jobs logs {job}`")
+        raise typer.Exit(EXIT_ERROR)
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs_list(
+    ctx: typer.Context,
+    address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL (default: the local one)")] = None,
+) -> None:
+    """List headcast's jobs with their status, progress and ETA."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from training.jobs import JobError, list_jobs
+
+    with _errors(JobError):
+        jobs = list_jobs(address)
+    table = Table(title="headcast jobs")
+    for column in ("id", "name", "status", "progress", "eta", "started"):
+        table.add_column(column, overflow="fold")
+    for info in jobs:
+        progress = info.progress
+        done = f"{progress.step}/{progress.total} {progress.stage}" if progress is not None else "-"
+        eta = f"{progress.eta_s:.0f} s" if progress is not None and progress.eta_s is not None else "-"
+        started = f"{info.start_time:%Y-%m-%d %H:%M:%S}" if info.start_time else "-"
+        table.add_row(info.id, info.name, info.status, done, eta, started)
+    stdout.print(table)
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job: Annotated[str, typer.Argument(help="the job id")],
+    address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL")] = None,
+) -> None:
+    """Print a job's log."""
+    from training.jobs import JobError, job_logs
+
+    with _errors(JobError):
+        stdout.print(job_logs(job, address), highlight=False, markup=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job: Annotated[str, typer.Argument(help="the job id")],
+    address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL")] = None,
+) -> None:
+    """Stop a running job (an enrolment resumes from its checkpoints when submitted again)."""
+    from training.jobs import JobError, cancel_job
+
+    with _errors(JobError):
+        stopped = cancel_job(job, address)
+    stdout.print(f"job {job} {'stopped' if stopped else 'had already ended'}", highlight=False)
+
+
+@jobs_app.command("stop-cluster")
+def jobs_stop_cluster() -> None:
+    """Stop the local Ray head that headcast started for jobs."""
+    from training.jobs import JobError, LocalCluster
+
+    with _errors(JobError):
+        stopped = LocalCluster().stop()
+    stdout.print("stopped the local Ray head" if stopped else "no local Ray head was running")
+
+
+@targets_app.command("list")
+def targets_list(registry: Annotated[str | None, typer.Option(help="registry root")] = None) -> None:
+    """List the enrolled targets with their owner, versions and held-out metrics."""
+    from inference.registry import RegistryError, TargetRegistry, default_registry_root
+
+    with _errors(RegistryError):
+        store = TargetRegistry(registry or default_registry_root())
+        table = Table(title=f"targets in {store.root}")
+        for column in ("target", "owner", "versions", "consent", "metrics"):
+            table.add_column(column, overflow="fold")
+        for target in store.ids():
+            meta = store.metadata(target)
+            metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in meta.metrics.items())
+            table.add_row(target, meta.owner, str(len(store.versions(target))),
+                          f"{meta.consent.subject}, {meta.consent.recorded_at}", metrics)  # fmt: skip
+    stdout.print(table)
+
+
+@targets_app.command("delete")
+def targets_delete(
+    target: Annotated[str, typer.Argument(help="the target id")],
+    registry: Annotated[str | None, typer.Option(help="registry root")] = None,
+) -> None:
+    """Delete a target and every version of it."""
+    from inference.registry import RegistryError, TargetRegistry, default_registry_root
+
+    with _errors(RegistryError):
+        TargetRegistry(registry or default_registry_root()).delete(target)
+    stdout.print(f"deleted {target}", highlight=False)
 
 
 @app.command()

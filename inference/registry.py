@@ -267,3 +267,15 @@ def target_generator(bundle: TargetBundle) -> torch.nn.Module:
         raise RegistryError(f"target {bundle.metadata.target_id!r}: the weights do not fit its model "
                             f"configuration ({error}); enrol it again") from None  # fmt: skip
     return generator.eval()
+
+
+REGISTRY_ENV = "HEADCAST_REGISTRY"
+
+
+def default_registry_root() -> str:
+    """Return the registry root: $HEADCAST_REGISTRY, else a folder in the user data directory."""
+    import os
+
+    import platformdirs
+
+    return os.environ.get(REGISTRY_ENV) or str(platformdirs.user_data_path("headcast") / "registry")

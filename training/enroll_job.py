@@ -1,0 +1,62 @@
+"""The enrolment Ray job's entrypoint: `python -m training.enroll_job VIDEO --name NAME …`.
+
+`headcast enroll` submits this module as a Ray job (training/jobs.py); it runs `enroll` and reports
+its stages and fine-tuning progress through `report_progress`, so `headcast jobs` shows them with
+an ETA. Exit code 0: the bundle is committed to the registry; 1: refused or failed, with the reason
+as the last line of the job's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.errors import TrackingError
+from face3d import assets
+from face3d.errors import Face3dError
+from inference.registry import RegistryError
+from training.checkpoint import TrainingError
+from training.enroll import EnrollError, enroll, load_enroll_config
+from training.finetune import FinetuneProgress
+from training.jobs import report_progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one enrolment; return the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training.enroll_job", description=__doc__)
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--registry", required=True)
+    parser.add_argument("--owner", required=True)
+    parser.add_argument("--subject", required=True, help="who consented to be enrolled")
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--base", type=Path, default=None)
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--person", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    def progress(update: FinetuneProgress) -> None:
+        report_progress(update.step, update.total, "fine-tuning", eta_s=update.eta_s)
+
+    try:
+        overrides = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
+        config = load_enroll_config(args.profile, None, **overrides)
+        report_progress(0, 1, "fetching models")
+        assets.ensure_all(["face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation"])
+        report_progress(0, 1, "tracking, checking and fitting the recording")
+        result = enroll(args.video, args.name, args.registry, args.owner, args.subject, args.base, config,
+                        args.work_dir, person=args.person, progress=progress)  # fmt: skip
+    except (EnrollError, TrainingError, RegistryError, TrackingError, Face3dError) as error:
+        print(f"enrolment refused: {error}", flush=True)
+        return 1
+    for line in (*result.notes, *result.warnings):
+        print(line, flush=True)
+    report_progress(1, 1, "done", f"target {result.target_id} version {result.version}")
+    print(f"enrolled {result.target_id} version {result.version} in {result.registry_root}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
