@@ -31,6 +31,32 @@ def load(name: str, path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+def load_profile(
+    name: str,
+    profile: str = "default",
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    error: type[Exception] = ValueError,
+) -> dict[str, Any]:
+    """Return profile `profile` of `configs/<name>.yaml` (or `path`) merged over its `default` section.
+
+    The file's `default` section holds every field; any other top-level section is a profile whose
+    fields override it; mappings (e.g. `losses`) are merged one level deep, and so are mappings in
+    `overrides`, applied last. An unknown profile raises `error` naming the ones there are.
+    """
+    sections = load(name, path)
+    if profile not in sections:
+        raise error(f"no profile {profile!r} in configs/{name}.yaml: choose one of {', '.join(sections)}")
+    merged: dict[str, Any] = dict(sections.get("default") or {})
+    for layer in (sections[profile] if profile != "default" else {}, overrides):
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
 class StrictConfig(BaseModel):
     """Base of every component's configuration model: unknown fields are errors, instances are frozen."""
 

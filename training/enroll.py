@@ -137,17 +137,7 @@ def load_enroll_config(profile: str = "default", path: str | Path | None = None,
     `default` holds every field; another section is a profile overriding it; mappings (`finetune`,
     `checks`) are merged one level deep, and so are mappings in `overrides`.
     """
-    sections = configs.load("enroll", path)
-    if profile not in sections:
-        raise EnrollError(f"no profile {profile!r} in configs/enroll.yaml: choose one of {', '.join(sections)}")
-    merged: dict[str, Any] = dict(sections.get("default") or {})
-    for layer in (sections[profile] if profile != "default" else {}, overrides):
-        for key, value in (layer or {}).items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    return EnrollConfig.model_validate(merged)
+    return EnrollConfig.model_validate(configs.load_profile("enroll", profile, path, overrides, EnrollError))
 
 
 # --- checking the recording ----------------------------------------------------------------------------------------

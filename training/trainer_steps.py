@@ -130,17 +130,7 @@ def load_pretrain_config(profile: str = "default", path: str | Path | None = Non
     The file's `default` section holds every field; any other top-level section is a profile whose
     fields override `default` (mappings are merged one level deep, e.g. `losses`).
     """
-    sections = configs.load("pretrain", path)
-    if profile not in sections:
-        raise TrainingError(f"no profile {profile!r} in configs/pretrain.yaml: choose one of {', '.join(sections)}")
-    merged: dict[str, Any] = dict(sections.get("default") or {})
-    for layer in (sections[profile] if profile != "default" else {}, overrides):
-        for key, value in (layer or {}).items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    return PretrainConfig.model_validate(merged)
+    return PretrainConfig.model_validate(configs.load_profile("pretrain", profile, path, overrides, TrainingError))
 
 
 class Renderer(nn.Module):
