@@ -1,0 +1,392 @@
+"""The paper's self-reenactment evaluation (METHOD.md §4) and its ablation table.
+
+`evaluate(generator, clips, out_dir)` renders a target's held-out frames sequentially from their
+NMFC alone (the generated frames are fed back, as when serving) and compares them with the real
+ones:
+
+- pixel distance: per-pixel L2 of RGB in 0–255, averaged over pixels and frames; the masked
+  pixel distance averages it over the real foreground only (mask ≥ 128);
+- mask IoU: the predicted mask > 0.5 against the real mask ≥ 128, pooled over the frames;
+- identity Fréchet distance: the Fréchet distance between Gaussians fitted to real and to
+  generated frames in the 128-d feature space of dlib's face-identity ResNet. The paper used
+  ArcFace, which is not available offline; dlib's network is the identity network this project
+  ships (`face3d.assets` "face_descriptor"). Each frame is described on its whole square crop
+  (dlib's 5-point aligner run on the crop's rectangle). With fewer frames than 128 dimensions
+  the covariances are singular, so both get the same small ridge (RIDGE · I) before the matrix
+  square root; identical feature sets then give exactly 0;
+- temporal difference error (our flicker measure): the per-pixel L2 (RGB, 0–255) between the
+  generated and the real temporal differences, ‖(ỹ_t − ỹ_{t−1}) − (y_t − y_{t−1})‖, averaged
+  over pixels and consecutive pairs within a clip. It is 0 when the generated video changes
+  exactly as the real one does, grows with flicker (changes the real video lacks) and with
+  frozen output (changes it misses); the mean magnitudes of both videos' temporal differences are
+  reported next to it.
+
+The foreground masks are the clips' (MediaPipe selfie segmentation when preprocessed from video;
+the paper used BiSeNet face parsing). `out_dir` receives `evaluation.json`, `evaluation.md` and a
+side-by-side video `side_by_side.mp4` (real | generated | NMFC).
+
+`run_ablations` fine-tunes the paper's variants (without D_D, without D_M, without both, without
+stage-1 initialisation) with `training.finetune.finetune` and evaluates each on the same held-out
+clips; `ablation_table` prints them in the paper's table format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from face3d import assets
+from inference.networks import Generator
+from training.clips import Clip
+from training.finetune import FinetuneConfig, finetune, split_holdout
+from training.trainer_steps import generate_sequence
+
+REPORT_JSON = "evaluation.json"
+REPORT_MARKDOWN = "evaluation.md"
+VIDEO_FILE = "side_by_side.mp4"
+RIDGE = 1e-6
+"""Added to both feature covariances (times I) before the Fréchet distance's matrix square root."""
+FEATURE_NETWORK = (
+    "dlib face-identity ResNet (dlib_face_recognition_resnet_model_v1, 128-d), standing in for the "
+    "paper's ArcFace, which is not available offline"
+)
+ABLATIONS: tuple[str, ...] = (
+    "full",
+    "without D_D",
+    "without D_M",
+    "without both",
+    "without stage-1 initialisation",
+)
+"""The paper's ablation rows, in its order."""
+_VARIANTS: dict[str, tuple[bool, bool, bool]] = {  # name → (use_dynamics, use_mouth, from the base)
+    "full": (True, True, True),
+    "without D_D": (False, True, True),
+    "without D_M": (True, False, True),
+    "without both": (False, False, True),
+    "without stage-1 initialisation": (True, True, False),
+}
+_COLUMNS: tuple[tuple[str, str, str], ...] = (  # field, heading, format
+    ("pixel_distance", "pixel distance ↓", "{:.2f}"),
+    ("masked_pixel_distance", "masked pixel distance ↓", "{:.2f}"),
+    ("mask_iou", "mask IoU ↑", "{:.3f}"),
+    ("identity_frechet_distance", "identity FD ↓", "{:.4f}"),
+    ("temporal_difference_error", "temporal difference error ↓", "{:.2f}"),
+    ("frames", "frames", "{}"),
+)
+
+
+class EvaluationError(Exception):
+    """An evaluation cannot run (too few held-out frames, no identity network); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """§4's numbers for one generator on one target's held-out frames, and where its files are.
+
+    Distances are in RGB 0–255 units (per-pixel L2); mask_iou in [0, 1]; identity_frechet_distance
+    in squared units of the 128-d descriptor (see the module docstring for every definition);
+    real_motion / generated_motion: mean per-pixel L2 of consecutive frames' differences.
+    """
+
+    target: str
+    frames: int
+    size_px: int
+    pixel_distance: float
+    masked_pixel_distance: float
+    mask_iou: float
+    identity_frechet_distance: float
+    temporal_difference_error: float
+    real_motion: float
+    generated_motion: float
+    feature_network: str
+    covariance: str
+    seconds: float
+    video: str
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready plain values."""
+        values = asdict(self)
+        values["notes"] = list(self.notes)
+        return values
+
+    def markdown(self) -> str:
+        """Return the report as a markdown section: a metric table and what each number stands on."""
+        lines = [
+            f"# Self-reenactment evaluation: {self.target}",
+            "",
+            f"{self.frames} held-out frames at {self.size_px}², generated sequentially from their NMFC "
+            "(generated frames fed back, as when serving).",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {heading} | {fmt.format(getattr(self, name))} |" for name, heading, fmt in _COLUMNS]
+        lines += [
+            f"| real motion (mean ‖y_t − y_t−1‖) | {self.real_motion:.2f} |",
+            f"| generated motion (mean ‖ỹ_t − ỹ_t−1‖) | {self.generated_motion:.2f} |",
+            "",
+            f"- Identity FD feature network: {self.feature_network}.",
+            f"- Covariances: {self.covariance}.",
+            "- Pixel distances: per-pixel L2 of RGB in 0–255; masked: over the real foreground (mask ≥ 128).",
+            "- Masks: the clips' foreground masks (MediaPipe selfie segmentation; the paper used BiSeNet).",
+            "- Temporal difference error: mean per-pixel L2 of (ỹ_t − ỹ_t−1) − (y_t − y_t−1), within clips.",
+            f"- Side-by-side video (real | generated | NMFC): `{self.video}`.",
+            f"- Evaluated in {self.seconds:.1f} s.",
+        ]
+        lines += [f"- Note: {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+class IdentityFeatures:
+    """dlib's 128-d face-identity descriptors of whole square face crops."""
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise EvaluationError(
+                "the identity Fréchet distance needs dlib: `pip install 'headcast[identity]'`"
+            ) from None
+        self._dlib: Any = dlib
+        self._aligner = dlib.shape_predictor(str(assets.resolve("face_aligner")))
+        self._network = dlib.face_recognition_model_v1(str(assets.resolve("face_descriptor")))
+
+    def __call__(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        """Return (N, 128) float64 descriptors of frames (N, S, S, 3) uint8 RGB, each aligned inside its whole crop."""
+        descriptors = []
+        for frame in frames:
+            image = np.ascontiguousarray(frame)
+            box = self._dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1)
+            shape = self._aligner(image, box)
+            descriptors.append(np.asarray(self._network.compute_face_descriptor(image, shape), dtype=np.float64))
+        return np.stack(descriptors)
+
+
+def frechet_distance(real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating], ridge: float = RIDGE) -> float:
+    """Return the Fréchet distance between Gaussians fitted to feature sets real (N, D) and fake (M, D).
+
+    d² = ‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½), with Σ + ridge·I for both covariances so
+    that fewer samples than dimensions stay well defined. Tr (Σ_r Σ_f)^½ is computed as the sum of
+    square roots of the eigenvalues of the symmetric Σ_r^½ Σ_f Σ_r^½ (same spectrum, stabler).
+    """
+    if len(real) < 2 or len(fake) < 2:
+        raise EvaluationError("a Fréchet distance needs at least 2 frames on each side: hold out more frames")
+    real64, fake64 = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    eye = np.eye(real64.shape[1])
+    cov_real = np.atleast_2d(np.cov(real64, rowvar=False)) + ridge * eye
+    cov_fake = np.atleast_2d(np.cov(fake64, rowvar=False)) + ridge * eye
+    values, vectors = np.linalg.eigh(cov_real)
+    root_real = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = root_real @ cov_fake @ root_real
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
+    mean_term = float(np.sum((real64.mean(0) - fake64.mean(0)) ** 2))
+    return max(mean_term + float(np.trace(cov_real) + np.trace(cov_fake) - 2 * cross), 0.0)
+
+
+def temporal_difference_error(
+    real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating]
+) -> tuple[float, float, float, int]:
+    """Return (error, real motion, generated motion, pairs) for one clip's frames (T, H, W, 3) in 0–255.
+
+    error: mean per-pixel L2 of (ỹ_t − ỹ_{t−1}) − (y_t − y_{t−1}); motions: mean per-pixel L2 of
+    each video's own consecutive differences; pairs: T − 1 (all 0.0 when T < 2).
+    """
+    if len(real) < 2:
+        return 0.0, 0.0, 0.0, 0
+    real_step = np.diff(np.asarray(real, dtype=np.float64), axis=0)
+    fake_step = np.diff(np.asarray(fake, dtype=np.float64), axis=0)
+    error = np.linalg.norm(fake_step - real_step, axis=-1).mean()
+    real_motion = np.linalg.norm(real_step, axis=-1).mean()
+    fake_motion = np.linalg.norm(fake_step, axis=-1).mean()
+    return float(error), float(real_motion), float(fake_motion), len(real_step)
+
+
+@torch.no_grad()
+def _generate(generator: Generator, clip: Clip) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Return the clip rendered sequentially: frames (T, S, S, 3) float32 RGB in 0–255 and masks (T, S, S) > 0.5."""
+    parameter = next(iter(generator.parameters()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
+    frames, masks = generate_sequence(generator, nmfc, None)
+    rgb = ((frames[0].clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
+    return rgb.float().cpu().numpy(), (masks[0, :, 0] > 0.5).cpu().numpy()
+
+
+def held_out(clips: Sequence[Clip], holdout: int | None) -> list[Clip]:
+    """Return the last `holdout` frames of the clips in order as clips (every frame when `holdout` is None)."""
+    if holdout is None:
+        return list(clips)
+    if holdout < 1:
+        raise EvaluationError(f"holdout must be at least 1 frame, got {holdout}")
+    return split_holdout(clips, holdout, 1)[1]
+
+
+def evaluate(
+    generator: Generator,
+    clips: Sequence[Clip],
+    out_dir: str | Path,
+    holdout: int | None = 100,
+    fps: float = 25.0,
+    notes: Sequence[str] = (),
+    features: IdentityFeatures | None = None,
+) -> EvaluationReport:
+    """Return §4's report for a converted G on the last `holdout` frames of `clips` (all frames when None).
+
+    Writes evaluation.json, evaluation.md and side_by_side.mp4 (real | generated | NMFC, at `fps`)
+    to `out_dir`. `notes` are copied into the report; `features` reuses a loaded identity network.
+    Raises EvaluationError when fewer than 2 frames are held out or the clips differ in size.
+    """
+    began = time.perf_counter()
+    held = held_out(clips, holdout)
+    count = sum(len(clip) for clip in held)
+    if count < 2:
+        raise EvaluationError(f"{count} held-out frame(s): the evaluation needs at least 2, hold out more frames")
+    sizes = {clip.size_px for clip in held}
+    if len(sizes) != 1:
+        raise EvaluationError(f"held-out clips differ in size ({sorted(sizes)} px): preprocess them at one size")
+    size = sizes.pop()
+    features = features or IdentityFeatures()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    totals = dict.fromkeys(("pixel", "masked", "masked_pixels", "inter", "union", "flicker", "real", "fake"), 0.0)
+    pairs = 0
+    real_all: list[npt.NDArray[np.uint8]] = []
+    fake_all: list[npt.NDArray[np.uint8]] = []
+    training = generator.training
+    generator.eval()
+    try:
+        from edge.annotate import VideoWriter
+
+        with VideoWriter(out / VIDEO_FILE, 3 * size, size, fps) as video:
+            for clip in held:
+                fake, predicted = _generate(generator, clip)
+                real = clip.frames.astype(np.float32)
+                real_mask = clip.masks >= 128
+                distance = np.linalg.norm(fake - real, axis=-1)  # (T, S, S)
+                totals["pixel"] += float(distance.mean(axis=(1, 2)).sum())
+                totals["masked"] += float(distance[real_mask].sum())
+                totals["masked_pixels"] += float(real_mask.sum())
+                totals["inter"] += float((predicted & real_mask).sum())
+                totals["union"] += float((predicted | real_mask).sum())
+                error, real_motion, fake_motion, n = temporal_difference_error(real, fake)
+                totals["flicker"] += error * n
+                totals["real"] += real_motion * n
+                totals["fake"] += fake_motion * n
+                pairs += n
+                fake_u8 = np.clip(np.rint(fake), 0, 255).astype(np.uint8)
+                real_all.append(clip.frames)
+                fake_all.append(fake_u8)
+                for t in range(len(clip)):
+                    video.write(np.concatenate([clip.frames[t], fake_u8[t], clip.nmfc[t]], axis=1))
+    finally:
+        generator.train(training)
+    if pairs == 0:
+        raise EvaluationError("no two consecutive held-out frames in one clip: hold out runs of at least 2 frames")
+    frechet = frechet_distance(features(np.concatenate(real_all)), features(np.concatenate(fake_all)))
+    report = EvaluationReport(
+        target=held[0].identity,
+        frames=count,
+        size_px=size,
+        pixel_distance=totals["pixel"] / count,
+        masked_pixel_distance=totals["masked"] / max(totals["masked_pixels"], 1.0),
+        mask_iou=totals["inter"] / max(totals["union"], 1.0),
+        identity_frechet_distance=frechet,
+        temporal_difference_error=totals["flicker"] / pairs,
+        real_motion=totals["real"] / pairs,
+        generated_motion=totals["fake"] / pairs,
+        feature_network=FEATURE_NETWORK,
+        covariance=(
+            f"sample covariances of {count} real and {count} generated frames in 128 dimensions, "
+            f"each plus {RIDGE:g}·I before the matrix square root"
+            + (" (fewer frames than dimensions: both are singular without it)" if count <= 128 else "")
+        ),
+        seconds=time.perf_counter() - began,
+        video=VIDEO_FILE,
+        notes=tuple(notes),
+    )
+    _write_text(out / REPORT_JSON, json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    _write_text(out / REPORT_MARKDOWN, report.markdown())
+    return report
+
+
+def ablation_table(results: Mapping[str, EvaluationReport]) -> str:
+    """Return the paper's ablation table as markdown: one row per variant in ABLATIONS order, § 4's metrics as columns.
+
+    Variants not in `results` get a row of dashes; a name that is not one of ABLATIONS raises EvaluationError.
+    """
+    unknown = sorted(set(results) - set(ABLATIONS))
+    if unknown:
+        raise EvaluationError(f"unknown ablation(s) {unknown}: use the names in ABLATIONS {list(ABLATIONS)}")
+    lines = [
+        "| variant | " + " | ".join(heading for _, heading, _ in _COLUMNS) + " |",
+        "|---|" + "---|" * len(_COLUMNS),
+    ]
+    for name in ABLATIONS:
+        report = results.get(name)
+        cells = ["—"] * len(_COLUMNS)
+        if report is not None:
+            cells = [fmt.format(getattr(report, field)) for field, _, fmt in _COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablations(
+    train_clips: Sequence[Clip],
+    held_clips: Sequence[Clip],
+    base: Path,
+    config: FinetuneConfig,
+    out_dir: str | Path,
+    steps: int,
+    device: str = "cpu",
+) -> dict[str, EvaluationReport]:
+    """Return each ABLATIONS variant's report: fine-tuned `steps` steps on `train_clips`, evaluated on all `held_clips`.
+
+    Every variant fine-tunes with `config` (all of `train_clips`: nothing more is held out) in
+    `out_dir/<variant>/finetune` (resumed when there) and is evaluated in `out_dir/<variant>`;
+    "without stage-1 initialisation" starts from random weights, the others from `base`. The table
+    is written to `out_dir/ablations.md` and the numbers to `out_dir/ablations.json`.
+    """
+    if steps < 1:
+        raise EvaluationError(f"ablations need at least 1 fine-tuning step, got {steps}")
+    out = Path(out_dir)
+    features = IdentityFeatures()
+    results: dict[str, EvaluationReport] = {}
+    for name in ABLATIONS:
+        use_dynamics, use_mouth, from_base = _VARIANTS[name]
+        values = config.model_dump()
+        values.update(
+            steps=steps,
+            holdout_frames=0,
+            use_dynamics=use_dynamics,
+            use_mouth=use_mouth,
+            checkpoint_every=min(config.checkpoint_every, steps),
+            sample_every=min(config.sample_every, steps),
+        )
+        variant_dir = out / name.replace(" ", "-").replace("_", "")
+        tuned = finetune(
+            train_clips, base if from_base else None, FinetuneConfig.model_validate(values), variant_dir / "finetune",
+            device=device,
+        )  # fmt: skip
+        notes = (f"{name}: {steps} fine-tuning steps on {tuned.training_frames} frames", *tuned.notes)
+        results[name] = evaluate(tuned.generator, held_clips, variant_dir, None, notes=notes, features=features)
+    table = ablation_table(results)
+    _write_text(out / "ablations.md", "# Ablations (METHOD.md §4)\n\n" + table)
+    summary = {name: report.as_dict() for name, report in results.items()}
+    _write_text(out / "ablations.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (temporary name, then rename)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
