@@ -463,6 +463,31 @@ def _follow_job(job: str, address: str | None) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
+@app.command("eval")
+def evaluate_target(
+    target: Annotated[str, typer.Argument(help="an enrolled target id")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for evaluation.md/json and side_by_side.mp4")],
+    registry: Annotated[str | None, typer.Option(help="registry root")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="where the enrolment ran (default: the user cache)")] = None,
+    holdout: Annotated[int | None, typer.Option(help="held-out last frames (default: the enrolment's)")] = None,
+) -> None:
+    """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment)."""
+    from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
+    from training.enroll import EnrollError, enrolment_clips
+    from training.evaluate import EvaluationError, evaluate
+    from training.jobs import headcast_cache_dir
+
+    with _errors(RegistryError, EnrollError, EvaluationError):
+        bundle = TargetRegistry(registry or default_registry_root()).load(target)
+        generator = target_generator(bundle)
+        clips = enrolment_clips(work_dir or headcast_cache_dir() / "enrol" / target)
+        frames = holdout if holdout is not None else int(bundle.metadata.training.get("holdout_frames", 100))
+        with console.status(f"generating the last {frames} frames of {target}'s recording"):
+            report = evaluate(generator, clips, out_dir, holdout=frames)
+    stdout.print(report.markdown(), highlight=False, markup=False)
+    stdout.print(f"report: {out_dir}", highlight=False)
+
+
 @jobs_app.callback(invoke_without_command=True)
 def jobs_list(
     ctx: typer.Context,

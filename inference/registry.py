@@ -31,6 +31,7 @@ import torch
 
 from face3d.errors import FitError
 from face3d.person import PersonModel
+from inference.networks import Generator, GeneratorConfig
 
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -246,14 +247,12 @@ def _unpng(data: bytes) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def target_generator(bundle: TargetBundle) -> torch.nn.Module:
+def target_generator(bundle: TargetBundle) -> Generator:
     """Return the bundle's fine-tuned generator, rebuilt and ready to serve (eval mode, CPU).
 
     The bundle's metadata carries the model configuration; the generator is built, its AdaIN layers
     converted with the bundle's ê (§3.4) so the weights' names match, and the weights loaded.
     """
-    from inference.networks import Generator, GeneratorConfig
-
     try:
         config = GeneratorConfig.model_validate(bundle.metadata.training["model_config"]["generator"])
     except (KeyError, TypeError, ValueError) as error:

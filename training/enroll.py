@@ -607,3 +607,16 @@ def _load_preprocessed(work: Path, digest: str, person: int | None, config: Prep
         logger.warning("the preprocessing in %s is unusable (%s): doing it again", work, error)
         return None
     return _Preprocessed(clips, model, check, str(record["recorded_at"]), tuple(record.get("notes", ())))
+
+
+def enrolment_clips(work_dir: Path) -> list[Clip]:
+    """Return the preprocessed clips an enrolment left in `work_dir` (training and held-out frames)."""
+    path = Path(work_dir) / RECORDING_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return [load_clip(Path(work_dir) / PREPROCESSED_DIR / shard) for shard in record["shards"]]
+    except (OSError, ValueError, KeyError, ClipError) as error:
+        raise EnrollError(
+            f"{path} holds no usable enrolment ({error}): enrol the target again, or pass --work-dir where "
+            "its enrolment ran"
+        ) from None

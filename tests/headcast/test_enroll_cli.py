@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,14 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
     assert sum(p.numel() for p in generator.parameters()) > 0
     targets = headcast(environment, "targets", "list")
     assert "woman" in targets.stdout and "The woman of the sample clip" in targets.stdout
+    evaluated = headcast(environment, "eval", "woman", "--out", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert report["frames"] == bundle.metadata.training["holdout_frames"]
+    assert 0 <= report["mask_iou"] <= 1 and report["pixel_distance"] > 0
+    assert (tmp_path / "eval" / "side_by_side.mp4").stat().st_size > 0
+    unknown = headcast(environment, "eval", "nobody", "--out", str(tmp_path / "eval2"))
+    assert unknown.returncode == 1 and "no target 'nobody'" in unknown.stderr
 
 
 def test_a_faceless_recording_is_refused_before_training(environment: dict[str, str], tmp_path: Path) -> None:
