@@ -470,8 +470,18 @@ def evaluate_target(
     registry: Annotated[str | None, typer.Option(help="registry root")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="where the enrolment ran (default: the user cache)")] = None,
     holdout: Annotated[int | None, typer.Option(help="held-out last frames (default: the enrolment's)")] = None,
+    ablations: Annotated[
+        Path | None,
+        typer.Option(help="also fine-tune the paper's ablations from this stage-1 checkpoint and tabulate them"),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="fine-tuning steps of each ablation variant")] = 500,
+    profile: Annotated[str, typer.Option(help="configs/enroll.yaml profile for the ablations")] = "default",
 ) -> None:
-    """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment)."""
+    """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment).
+
+    With --ablations CKPT, the target is fine-tuned again without D_D, without D_M, without both and
+    without stage-1 initialisation, and the paper's table is written to OUT/ablations/ablations.md.
+    """
     from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
     from training.enroll import EnrollError, enrolment_clips
     from training.evaluate import EvaluationError, evaluate
@@ -485,6 +495,16 @@ def evaluate_target(
         with console.status(f"generating the last {frames} frames of {target}'s recording"):
             report = evaluate(generator, clips, out_dir, holdout=frames)
     stdout.print(report.markdown(), highlight=False, markup=False)
+    if ablations is not None:
+        from training.enroll import load_enroll_config
+        from training.evaluate import ablation_table, run_ablations
+        from training.finetune import split_holdout
+
+        with _errors(EnrollError, EvaluationError), console.status("fine-tuning and evaluating the ablations"):
+            train, held = split_holdout(clips, frames, 1)
+            finetune_config = load_enroll_config(profile).finetune
+            table = ablation_table(run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps))
+        stdout.print(table, highlight=False, markup=False)
     stdout.print(f"report: {out_dir}", highlight=False)
 
 

@@ -16,6 +16,9 @@ from edge.annotate import VideoWriter
 from edge.capture import VideoFile
 from face3d import assets
 from inference.registry import TargetRegistry, target_generator
+from training.clips import synthetic_corpus
+from training.pretrain import pretrain
+from training.trainer_steps import load_pretrain_config
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,14 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
     assert report["frames"] == bundle.metadata.training["holdout_frames"]
     assert 0 <= report["mask_iou"] <= 1 and report["pixel_distance"] > 0
     assert (tmp_path / "eval" / "side_by_side.mp4").stat().st_size > 0
+    base = pretrain(load_pretrain_config("tiny-ci", None, steps=2), synthetic_corpus(2, 16, 64, 0),
+                    tmp_path / "base", backend="local").checkpoint  # fmt: skip
+    ablated = headcast(environment, "eval", "woman", "--out", str(tmp_path / "ablations"), "--ablations", str(base),
+                       "--steps", "2", "--profile", "tiny-ci")  # fmt: skip
+    assert ablated.returncode == 0, ablated.stderr[-3000:]
+    rows = [line.split("|")[1].strip() for line in (tmp_path / "ablations" / "ablations" / "ablations.md")
+            .read_text().splitlines() if line.startswith("| ") and not line.startswith("| variant")]  # fmt: skip
+    assert rows == ["full", "without D_D", "without D_M", "without both", "without stage-1 initialisation"]
     unknown = headcast(environment, "eval", "nobody", "--out", str(tmp_path / "eval2"))
     assert unknown.returncode == 1 and "no target 'nobody'" in unknown.stderr
 
