@@ -64,7 +64,10 @@ def main() -> None:
         clips = enrolment_clips(work / "enrol-woman")
         _, held = split_holdout(clips, HER_SECOND_SHOT, 1)
         generator = target_generator(TargetRegistry(registry).load("woman"))
-        report = evaluate(generator, held, Path(__file__).resolve().parent / "results" / "enroll-woman",
+        report_dir = (
+            Path(__file__).resolve().parent / "results" / ("enroll-woman-quick" if args.quick else "enroll-woman")
+        )
+        report = evaluate(generator, held, report_dir,
                           holdout=None, fps=23.976, notes=["the woman's second shot, never trained on"])  # fmt: skip
         results["woman"] = {
             "frames_trained": sum(len(c) for c in clips) - HER_SECOND_SHOT,
