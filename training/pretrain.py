@@ -121,11 +121,9 @@ class WorkerSession(Protocol):
 
     def prepare(self, module: nn.Module) -> nn.Module:
         """Return the module on this worker's device, wrapped for data parallelism when there are several."""
-        ...
 
     def report(self, metrics: dict[str, Any]) -> None:
         """Hand one step's metrics to the runtime."""
-        ...
 
 
 class LocalSession:
