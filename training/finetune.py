@@ -71,6 +71,8 @@ from training.trainer_steps import (
 )
 
 logger = logging.getLogger(__name__)
+# Stage 2 keeps no identity embedder: ê is computed once (eq. 9) and E is dropped.
+STAGE_TWO_PARTS = ("generator", "image_discriminator", "mouth_discriminator", "dynamics_discriminator")
 
 FinetuneProgress = PretrainProgress
 """One report per step: step, total, seconds_per_step, eta_s, losses (the same shape as pretraining's)."""
@@ -287,14 +289,7 @@ class _StageTwo:
 
 def _load_parts(modules: StageOneModules, state: dict[str, Any], parts: Sequence[str], source: str) -> None:
     """Load the named networks' weights from a checkpoint state; EnrollError names what does not fit."""
-    critics = modules.critics
-    targets: dict[str, nn.Module | None] = {
-        "generator": modules.generator,
-        "embedder": modules.embedder,
-        "image_discriminator": critics.image,
-        "mouth_discriminator": critics.mouth,
-        "dynamics_discriminator": critics.dynamics,
-    }
+    targets = modules.parts()
     for key in parts:
         module, saved = targets[key], state.get(key)
         if module is None:
@@ -314,8 +309,7 @@ def _fresh_networks(
     identities = len(base_state["identities"]) if base_state is not None else 1
     modules = build_modules(step_config, identities)
     if base_state is not None:
-        parts = ["generator", "embedder", "image_discriminator", "mouth_discriminator", "dynamics_discriminator"]
-        _load_parts(modules, base_state, parts, f"base checkpoint {base}")
+        _load_parts(modules, base_state, list(modules.parts()), f"base checkpoint {base}")
     embedder = modules.embedder.eval()
     with torch.no_grad():
         identity = mean_identity(embedder, frames_tensor(clips))  # eq. 9
@@ -330,8 +324,7 @@ def _resumed_networks(step_config: PretrainConfig, state: dict[str, Any], path: 
     identity = state["identity"].float()
     modules.generator.convert_adain_to_instance_norm(identity)
     modules.critics.image.use_single_identity(identity)
-    _load_parts(modules, state, ["generator", "image_discriminator", "mouth_discriminator",
-                                 "dynamics_discriminator"], f"checkpoint {path}")  # fmt: skip
+    _load_parts(modules, state, STAGE_TWO_PARTS, f"checkpoint {path}")
     return _StageTwo(modules, TargetRenderer(modules.generator, identity), identity)
 
 
@@ -339,7 +332,7 @@ def _checkpoint_state(
     step: int, step_config: PretrainConfig, base: Path | None, networks: _StageTwo, optimisers: Optimisers
 ) -> dict[str, Any]:
     """Return everything a resume or the bundle needs, as a mapping of tensors and plain values."""
-    modules, critics = networks.modules, networks.modules.critics
+    modules = networks.modules
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "stage": 2,
@@ -348,10 +341,7 @@ def _checkpoint_state(
         "model_config": modules.model_config.model_dump(mode="json"),
         "base": str(base) if base is not None else None,
         "identity": networks.identity.detach().cpu(),
-        "generator": modules.generator.state_dict(),
-        "image_discriminator": critics.image.state_dict(),
-        "mouth_discriminator": critics.mouth.state_dict() if critics.mouth is not None else None,
-        "dynamics_discriminator": critics.dynamics.state_dict() if critics.dynamics is not None else None,
+        **modules.weights(STAGE_TWO_PARTS),
         "optimisers": {"generator": optimisers.generator.state_dict(), "critics": optimisers.critics.state_dict()},
         "rng": rng_state(),
     }

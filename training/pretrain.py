@@ -201,7 +201,6 @@ def _checkpoint_state(
     optimisers: Optimisers,
 ) -> dict[str, Any]:
     """Return everything a resume or a later stage needs, as a mapping of tensors and plain values."""
-    critics = modules.critics
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "step": step,
@@ -209,11 +208,7 @@ def _checkpoint_state(
         "model_config": modules.model_config.model_dump(mode="json"),
         "critics_config": modules.critics_config.model_dump(mode="json"),
         "identities": list(identities),
-        "generator": modules.generator.state_dict(),
-        "embedder": modules.embedder.state_dict(),
-        "image_discriminator": critics.image.state_dict(),
-        "mouth_discriminator": critics.mouth.state_dict() if critics.mouth is not None else None,
-        "dynamics_discriminator": critics.dynamics.state_dict() if critics.dynamics is not None else None,
+        **modules.weights(list(modules.parts())),
         "optimisers": {"generator": optimisers.generator.state_dict(), "critics": optimisers.critics.state_dict()},
         "rng": rng_state(),
     }
@@ -221,15 +216,7 @@ def _checkpoint_state(
 
 def _load_modules(state: dict[str, Any], modules: StageOneModules, path: Path) -> None:
     """Load a checkpoint's network weights into freshly built modules; TrainingError names what does not fit."""
-    critics = modules.critics
-    parts: list[tuple[str, nn.Module | None]] = [
-        ("generator", modules.generator),
-        ("embedder", modules.embedder),
-        ("image_discriminator", critics.image),
-        ("mouth_discriminator", critics.mouth),
-        ("dynamics_discriminator", critics.dynamics),
-    ]
-    for key, module in parts:
+    for key, module in modules.parts().items():
         saved = state.get(key)
         if (module is None) != (saved is None):
             raise TrainingError(

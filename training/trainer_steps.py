@@ -280,6 +280,21 @@ class StageOneModules:
         """Return E."""
         return self.renderer.embedder
 
+    def parts(self) -> dict[str, nn.Module | None]:
+        """Return checkpoint key → network (None for a discriminator that is switched off)."""
+        return {
+            "generator": self.generator,
+            "embedder": self.embedder,
+            "image_discriminator": self.critics.image,
+            "mouth_discriminator": self.critics.mouth,
+            "dynamics_discriminator": self.critics.dynamics,
+        }
+
+    def weights(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Return the named networks' state dicts by checkpoint key (None for a network that is off)."""
+        parts = self.parts()
+        return {key: None if (module := parts[key]) is None else module.state_dict() for key in keys}
+
 
 def build_modules(config: PretrainConfig, num_identities: int, device: torch.device | str = "cpu") -> StageOneModules:
     """Return freshly initialised G, E, D_I, D_M, D_D (as configured) on `device`, seeded by `config.seed`."""
