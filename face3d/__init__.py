@@ -14,7 +14,7 @@ from face3d.online import OnlineConfig, OnlineEstimator
 from face3d.person import PersonModel
 from face3d.prior import build_prior
 from face3d.raster import Raster, rasterise
-from face3d.retarget import PoseAdapter, retarget
+from face3d.retarget import PoseAdapter, PoseOffset, SourcePoseTracker, TargetPoseMap, retarget
 from face3d.topology import NUM_TRIANGLES, NUM_VERTICES, CanonicalMesh, load_canonical_mesh
 from face3d.wire import CompactDecoder, CompactEncoder, decode_plain, encode_plain
 
@@ -40,7 +40,10 @@ __all__ = [
     "OnlineEstimator",
     "PersonModel",
     "PoseAdapter",
+    "PoseOffset",
     "Raster",
+    "SourcePoseTracker",
+    "TargetPoseMap",
     "TopologyError",
     "WireError",
     "build_prior",

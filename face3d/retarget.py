@@ -62,28 +62,38 @@ class RetargetedFrame:
     scale: float
 
 
-class PoseAdapter:
-    """Maps a source's translation and scale onto a target's, from the source's running statistics.
+@dataclass(frozen=True)
+class PoseOffset:
+    """A source frame's pose relative to the source's own running mean, in person-independent units.
 
-    Stateful: one per (source stream, target) pair. Scale is handled as log-scale, so "20 % larger
-    than usual" maps to "20 % larger than the target's usual".
+    translation_cm: (2,) offset of the head from its usual place, in the source's centimetres
+        (image widths divided by the source's usual scale), x right, y down.
+    log_scale: log of (this frame's scale / the source's usual scale): > 0 when closer than usual.
     """
 
-    def __init__(self, target: PersonModel, config: PoseAdapterConfig | None = None) -> None:
-        if not target.has_pose_statistics:
-            raise FitError("the target model has no pose statistics (fit it from a video to get them)")
-        if not target.pose_mean[2] > 0:
-            raise FitError("the target model's mean scale must be positive")
+    translation_cm: FloatArray
+    log_scale: float
+
+    def __post_init__(self) -> None:
+        translation = np.asarray(self.translation_cm, dtype=np.float64)
+        if translation.shape != (2,) or not np.all(np.isfinite(translation)) or not math.isfinite(self.log_scale):
+            raise FitError("PoseOffset needs a finite (2,) translation and a finite log-scale")
+        object.__setattr__(self, "translation_cm", translation)
+        object.__setattr__(self, "log_scale", float(self.log_scale))
+
+
+class SourcePoseTracker:
+    """The source side of pose adaptation: the source's running pose mean, and each frame as an offset from it.
+
+    Stateful, one per source stream, and target-independent — the gateway keeps it with the session
+    so that render requests stay stateless. An exponentially weighted mean over `window_s` seconds of
+    capture time, bias-corrected so the first frames get their true mean.
+    """
+
+    def __init__(self, config: PoseAdapterConfig | None = None) -> None:
         self.config = config or PoseAdapterConfig()
-        c = self.config
-        self._target_mean = np.array([*target.pose_mean[:2], math.log(target.pose_mean[2])])
-        relative_scale_std = float(target.pose_std[2] / target.pose_mean[2])
-        self._target_std = np.maximum(
-            np.array([*target.pose_std[:2], relative_scale_std]),
-            [c.min_translation_std, c.min_translation_std, c.min_log_scale_std],
-        )
         self._mean = np.zeros(3)
-        self._weight = 0.0  # bias correction of the exponential average: the sum of the weights so far
+        self._weight = 0.0  # the sum of the decayed weights so far
         self._last_ms: int | None = None
 
     def reset(self) -> None:
@@ -99,8 +109,8 @@ class PoseAdapter:
             return None
         return (float(self._mean[0]), float(self._mean[1]), math.exp(self._mean[2]))
 
-    def update(self, coefficients: Coefficients) -> tuple[FloatArray, float]:
-        """Return the target's (translation (2,), scale) for one source frame, updating the running mean."""
+    def update(self, coefficients: Coefficients) -> PoseOffset:
+        """Return this frame's offset from the source's usual pose, updating the running mean."""
         pose = np.array([*coefficients.translation.astype(np.float64), math.log(coefficients.scale)])
         if self._last_ms is None:
             decay = 0.0
@@ -108,25 +118,93 @@ class PoseAdapter:
             dt_s = max((coefficients.timestamp_ms - self._last_ms) / 1000.0, 0.0)
             decay = math.exp(-dt_s / self.config.window_s)
         self._last_ms = coefficients.timestamp_ms
-        # Exponentially weighted mean with a bias correction: the first frames get their true mean.
         self._weight = decay * self._weight + 1.0
         self._mean = self._mean + (pose - self._mean) / self._weight
-        # A translation offset is measured in source face sizes, so it moves the target by as many of its own.
         offset = pose - self._mean
-        offset[:2] *= math.exp(self._target_mean[2] - self._mean[2])
-        adapted = self._target_mean + offset
+        # Image widths → the source's centimetres: divide by the source's usual scale (widths per cm).
+        return PoseOffset(offset[:2] * math.exp(-self._mean[2]), float(offset[2]))
+
+
+class TargetPoseMap:
+    """The target side of pose adaptation: a `PoseOffset` placed around the target's enrolment mean, clamped.
+
+    Stateless: the same offset always gives the same pose, so any replica can apply it.
+    """
+
+    def __init__(self, target: PersonModel, config: PoseAdapterConfig | None = None) -> None:
+        if not target.has_pose_statistics:
+            raise FitError("the target model has no pose statistics (fit it from a video to get them)")
+        if not target.pose_mean[2] > 0:
+            raise FitError("the target model's mean scale must be positive")
+        self.config = config or PoseAdapterConfig()
+        c = self.config
+        self._target_mean = np.array([*target.pose_mean[:2], math.log(target.pose_mean[2])])
+        relative_scale_std = float(target.pose_std[2] / target.pose_mean[2])
+        self._target_std = np.maximum(
+            np.array([*target.pose_std[:2], relative_scale_std]),
+            [c.min_translation_std, c.min_translation_std, c.min_log_scale_std],
+        )
+
+    @property
+    def mean_pose(self) -> tuple[FloatArray, float]:
+        """Return the target's usual (translation (2,), scale): where a source at its own usual pose puts it."""
+        return self._target_mean[:2].copy(), math.exp(float(self._target_mean[2]))
+
+    def apply(self, offset: PoseOffset) -> tuple[FloatArray, float]:
+        """Return the target's (translation (2,), scale) for a source's pose offset."""
+        # An offset in centimetres moves the target by as many of its own: times its usual scale.
+        adapted = self._target_mean + np.array(
+            [*(offset.translation_cm * math.exp(self._target_mean[2])), offset.log_scale]
+        )
         limit = self.config.clamp_sigmas * self._target_std
         adapted = np.clip(adapted, self._target_mean - limit, self._target_mean + limit)
         return adapted[:2], math.exp(float(adapted[2]))
 
 
-def retarget(target: PersonModel, coefficients: Coefficients, adapter: PoseAdapter | None = None) -> RetargetedFrame:
+class PoseAdapter:
+    """Maps a source's translation and scale onto a target's: a `SourcePoseTracker` and a `TargetPoseMap`.
+
+    Stateful: one per (source stream, target) pair. Scale is handled as log-scale, so "20 % larger
+    than usual" maps to "20 % larger than the target's usual". Where the two sides live in different
+    processes (the gateway and a render replica), use the parts directly.
+    """
+
+    def __init__(self, target: PersonModel, config: PoseAdapterConfig | None = None) -> None:
+        self.target_map = TargetPoseMap(target, config)
+        self.config = self.target_map.config
+        self.source = SourcePoseTracker(self.config)
+
+    def reset(self) -> None:
+        """Forget the source's statistics (a new source, or the source moved the camera)."""
+        self.source.reset()
+
+    @property
+    def source_mean(self) -> tuple[float, float, float] | None:
+        """Return the source's running mean (translation x, y, scale), None before the first frame."""
+        return self.source.source_mean
+
+    def update(self, coefficients: Coefficients) -> tuple[FloatArray, float]:
+        """Return the target's (translation (2,), scale) for one source frame, updating the running mean."""
+        return self.target_map.apply(self.source.update(coefficients))
+
+
+def retarget(
+    target: PersonModel,
+    coefficients: Coefficients,
+    adapter: PoseAdapter | None = None,
+    *,
+    pose: tuple[FloatArray, float] | None = None,
+) -> RetargetedFrame:
     """Return the target's mesh and pose driven by the source's coefficients.
 
-    Without an adapter the source's translation and scale pass through unchanged (self-reenactment).
+    The target's (translation, scale) comes from `pose` when given (a `TargetPoseMap` applied
+    elsewhere), else from the adapter; with neither, the source's translation and scale pass through
+    unchanged (self-reenactment).
     """
     vertices = target.shape(coefficients.blendshapes.astype(np.float64))
-    if adapter is None:
+    if pose is not None:
+        translation, scale = pose
+    elif adapter is None:
         translation, scale = coefficients.translation.astype(np.float64), coefficients.scale
     else:
         translation, scale = adapter.update(coefficients)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from face3d.camera import project_to_image
 from face3d.coefficients import Coefficients
 from face3d.errors import FitError
 from face3d.person import PersonModel
-from face3d.retarget import PoseAdapter, PoseAdapterConfig, retarget
+from face3d.retarget import PoseAdapter, PoseAdapterConfig, SourcePoseTracker, TargetPoseMap, retarget
 from face3d.synthetic_tracks import random_person
 
 
@@ -78,3 +80,19 @@ def test_projection_puts_the_face_where_the_pose_says() -> None:
     origin = project_to_image(np.zeros((1, 3)), frame.rotation, frame.translation, frame.scale, (640, 480))
     np.testing.assert_allclose(origin[0, :2], [320 + 0.1 * 640, 240 - 0.05 * 640], atol=1e-9)
     assert pixels.shape == (468, 3) and np.all(np.isfinite(pixels))
+
+
+def test_the_source_and_target_sides_split_across_processes_give_the_adapters_pose() -> None:
+    """The gateway keeps the SourcePoseTracker, a replica applies the TargetPoseMap to a pickled offset."""
+    target = _target()
+    adapter, tracker, target_map = PoseAdapter(target), SourcePoseTracker(), TargetPoseMap(target)
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        c = _coeffs(i, tuple(rng.normal(0.1, 0.02, 2)), float(rng.uniform(0.03, 0.05)))
+        expected = adapter.update(c)
+        offset = pickle.loads(pickle.dumps(tracker.update(c)))
+        translation, scale = target_map.apply(offset)
+        np.testing.assert_allclose(translation, expected[0], atol=1e-12)
+        assert scale == pytest.approx(expected[1], rel=1e-12)
+        frame = retarget(target, c, pose=(translation, scale))
+        np.testing.assert_allclose(frame.translation, expected[0], atol=1e-12)
