@@ -33,3 +33,90 @@ def sample_tracks(sample_tracks_dir: Path):  # type: ignore[no-untyped-def]
     from edge import load_tracks
 
     return load_tracks(sample_tracks_dir)
+
+
+# --- live sessions: a served target and the Serve app ---------------------------------------------------------------
+
+AVATAR_TARGET = "woman"
+
+
+def build_avatar_bundle(tracks, target_id: str = AVATAR_TARGET, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Return a servable bundle of the sample clip's woman: her fitted PersonModel and crop framing, a tiny
+    generator with random weights (seeded) — it renders the NMFC's structure, not her likeness — and a grey plate."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from face3d.fit import fit_person
+    from inference.networks import Generator, load_model_config
+    from inference.registry import Consent, TargetBundle, TargetMetadata
+    from training.enroll import crop_record
+    from training.geometry import fitted_frames, load_fit_config
+    from training.preprocess import PreprocessConfig
+
+    frames = tracks.frames_of(0)
+    fit = fit_person(frames, load_fit_config())
+    person = fit.model
+    fitted = fitted_frames(fit)
+    model = load_model_config("tiny")
+    torch.manual_seed(seed)
+    generator = Generator(model.generator)
+    generator.convert_adain_to_instance_norm(torch.randn(model.identity_dim))
+    identity = np.zeros(model.identity_dim, np.float32)  # unused once converted; kept for the bundle's format
+    consent = Consent("Sample Clip Woman", "2026-11-26T00:00:00+00:00", hashlib.sha256(b"sample").hexdigest())
+    metadata = TargetMetadata(
+        target_id,
+        "alice",
+        consent,
+        "tiny",
+        ("bob",),
+        {
+            "model_config": model.model_dump(mode="json"),
+            "crop": crop_record(
+                [[f for f in frames if f.index in fitted]], tracks.source.width, PreprocessConfig.load()
+            ),
+        },
+    )
+    plate = np.full((model.size_px, model.size_px, 3), 96, np.uint8)
+    state = {key: value.detach().clone() for key, value in generator.state_dict().items()}
+    return TargetBundle(metadata, state, person, identity, plate)
+
+
+@pytest.fixture(scope="session")
+def avatar_bundle(sample_tracks):  # type: ignore[no-untyped-def]
+    """The TargetBundle of build_avatar_bundle (target "woman", owner alice, bob may drive it)."""
+    return build_avatar_bundle(sample_tracks)
+
+
+@pytest.fixture(scope="session")
+def avatar_registry(avatar_bundle, tmp_path_factory: pytest.TempPathFactory) -> str:  # type: ignore[no-untyped-def]
+    """A registry root holding avatar_bundle as target "woman"."""
+    from inference.registry import TargetRegistry
+
+    root = str(tmp_path_factory.mktemp("avatar-registry"))
+    TargetRegistry(root).save(avatar_bundle)
+    return root
+
+
+@pytest.fixture(scope="module")
+def avatar_app(avatar_registry: str):  # type: ignore[no-untyped-def]
+    """Local Ray with the Serve app "avatar" (one CPU replica, eager, 128² output) serving avatar_registry.
+
+    Module-scoped: Ray is shut down after each module, so modules that start Ray themselves
+    (pretraining, preprocessing) never meet a running instance.
+    """
+    import ray
+    from ray import serve
+
+    from inference.serve_app import run_app
+    from inference.serve_config import ServingConfig
+
+    config = ServingConfig.load(registry=avatar_registry, output_size=128, num_cpus=0.0)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_app(config)
+        yield config
+    finally:
+        serve.shutdown()
+        ray.shutdown()

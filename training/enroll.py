@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -390,13 +390,15 @@ def enroll_clips(
     check: RecordingCheck | None = None,
     notes: Sequence[str] = (),
     device: str = "cpu",
+    crop: Mapping[str, Any] | None = None,
 ) -> EnrollResult:
     """Return the enrolment of already-preprocessed `clips` (one person, in recording order) as target `name`.
 
     Fine-tunes in `work_dir/finetune` (resuming it), then writes the bundle to the registry at
     `registry_root` — unless `max_steps` stopped fine-tuning early, in which case nothing is
     written and `version` is None. recording_sha256: the recording's hash for the consent record
-    (the clips' frames' hash when None); recorded_at: when consent was given (now when None).
+    (the clips' frames' hash when None); recorded_at: when consent was given (now when None);
+    crop: how the clips' face crops were framed (`crop_record`), kept in the bundle for serving.
     """
     began = time.perf_counter()
     target_id = _validated_name(name)
@@ -431,6 +433,7 @@ def enroll_clips(
             "finetune": config.finetune.model_dump(mode="json"),
             "step_config": tuned.config.model_dump(mode="json"),
             "model_config": tuned.model_config.model_dump(mode="json"),
+            "crop": dict(crop) if crop is not None else None,
             "background": "per-pixel median of the training crops' background, holes filled by cv2.inpaint (Telea)",
             "warnings": list(warnings),
             "notes": list(all_notes),
@@ -460,6 +463,18 @@ class _Preprocessed:
     check: RecordingCheck
     recorded_at: str
     notes: tuple[str, ...]
+    crop: dict[str, Any]
+
+
+def crop_record(runs: Sequence[Sequence[TrackedFrame]], image_width: int, config: PreprocessConfig) -> dict[str, Any]:
+    """Return how the enrolment framed its face crops, for serving to frame the same way.
+
+    side_widths: the side of a crop over all kept frames taken as one run (crop_boxes' rule:
+    `crop_margin` × the median landmark extent), in image widths; margin and nmfc_mode as configured.
+    """
+    extents = [float(np.ptp(frame.landmarks_px()[:468, :2], axis=0).max()) for run in runs for frame in run]
+    return {"side_widths": config.crop_margin * float(np.median(extents)) / image_width,
+            "margin": config.crop_margin, "nmfc_mode": config.nmfc_mode}  # fmt: skip
 
 
 def enroll(
@@ -505,7 +520,7 @@ def enroll(
     return enroll_clips(
         prepared.clips, name, registry_root, owner, consent_subject, prepared.person_model, base, config, work,
         recording_sha256=digest, recorded_at=prepared.recorded_at, progress=progress, max_steps=max_steps,
-        check=prepared.check, notes=prepared.notes, device=device,
+        check=prepared.check, notes=prepared.notes, device=device, crop=prepared.crop,
     )  # fmt: skip
 
 
@@ -558,6 +573,7 @@ def _preprocess(
     except (TrackingError, ClipError) as error:
         raise EnrollError(f"preprocessing the recording failed ({error}): is the file still being written?") from None
     result.model.save(out / PERSON_FILE)
+    crop = crop_record(kept, tracks.source.width, config)
     record = {
         "format_version": RECORDING_VERSION,
         "sha256": digest,
@@ -567,12 +583,13 @@ def _preprocess(
         "shards": shards,
         "check": asdict(check),
         "notes": notes,
+        "crop": crop,
     }
     partial = work / f".{RECORDING_FILE}.partial"
     partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     # Written last: a rerun trusts the shards only once this file names them.
     partial.replace(work / RECORDING_FILE)
-    return _Preprocessed(clips, result.model, check, recorded_at, tuple(notes))
+    return _Preprocessed(clips, result.model, check, recorded_at, tuple(notes), crop)
 
 
 def _load_preprocessed(work: Path, digest: str, person: int | None, config: PreprocessConfig) -> _Preprocessed | None:
@@ -593,9 +610,13 @@ def _load_preprocessed(work: Path, digest: str, person: int | None, config: Prep
             f"{work} holds the enrolment of another recording (sha256 {str(record.get('sha256'))[:12]}…): "
             "use a new work folder for this one"
         )
-    if record.get("format_version") != RECORDING_VERSION or record.get("requested_person") != person:
-        return None
-    if record.get("config") != config_record(config, load_fit_config()):
+    reusable = (
+        record.get("format_version") == RECORDING_VERSION
+        and record.get("requested_person") == person
+        and record.get("config") == config_record(config, load_fit_config())
+        and isinstance(record.get("crop"), dict)
+    )
+    if not reusable:
         return None
     out = work / PREPROCESSED_DIR
     try:
@@ -606,7 +627,8 @@ def _load_preprocessed(work: Path, digest: str, person: int | None, config: Prep
     except (ClipError, FitError, KeyError, TypeError) as error:
         logger.warning("the preprocessing in %s is unusable (%s): doing it again", work, error)
         return None
-    return _Preprocessed(clips, model, check, str(record["recorded_at"]), tuple(record.get("notes", ())))
+    return _Preprocessed(clips, model, check, str(record["recorded_at"]), tuple(record.get("notes", ())),
+                         record["crop"])  # fmt: skip
 
 
 def enrolment_clips(work_dir: Path) -> list[Clip]:
