@@ -1,0 +1,79 @@
+"""The gateway's configuration (filled from configs/gateway.yaml): where it listens, pacing, retries, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+import configs
+
+
+class LimitsConfig(configs.StrictConfig):
+    """What one client may send: request sizes, packet sizes and rates, room sizes."""
+
+    max_sdp_bytes: int = Field(32 * 1024, ge=1024, description="largest SDP offer accepted (413 too_large above)")
+    max_packet_bytes: int = Field(
+        256, ge=74, description="largest data-channel message; a plain wire packet is 74 bytes, a delta ~31"
+    )
+    max_packets_per_s: float = Field(
+        120.0, gt=0, description="sustained data-channel messages per second per session (a 60 fps edge sends 60)"
+    )
+    packet_burst: int = Field(
+        30, ge=1, description="messages a session may send at once above the sustained rate (a reconnect's backlog)"
+    )
+    max_viewers_per_room: int = Field(16, ge=1, description="viewers of one room; each costs one video encoder")
+    max_upload_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="largest enrolment upload (500 frames of 720p video fit in 256 MiB)"
+    )
+
+
+class GatewayConfig(configs.StrictConfig):
+    """Everything the gateway (signaling/gateway.py) needs besides the renderer and the signing secret."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address the HTTP server binds")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    default_fps: int = Field(25, ge=1, description="a session's frame rate when the sender asks for none")
+    max_fps: int = Field(60, ge=1, description="the highest frame rate a sender may ask for")
+    window_frames: int = Field(
+        3, ge=1, description="coefficient frames in a render request: the generator's NMFC window t-2..t"
+    )
+    previous_frames: int = Field(
+        2, ge=0, description="generated faces sent back with each request: the generator's window t-2..t-1"
+    )
+    render_timeout_s: float = Field(
+        5.0, gt=0, description="one render call's deadline; a replica's first call for a target loads its bundle"
+    )
+    lookup_timeout_s: float = Field(
+        5.0, gt=0, description="deadline for asking the Serve app whether a sender's target exists (503 after)"
+    )
+    render_retries: int = Field(
+        3, ge=0, description="retries of a render whose replica died or timed out; Serve routes them to a live one"
+    )
+    retry_backoff_s: float = Field(0.05, ge=0, description="wait before the first retry; doubled for each next one")
+    connect_timeout_s: float = Field(
+        20.0, gt=0, description="a peer not connected this long after its answer is closed (frees its room)"
+    )
+    placeholder_size_px: int = Field(
+        256, ge=16, description="side of the grey frame sent before the first render; set to serving's output_size"
+    )
+    app_name: str = Field("avatar", min_length=1, description="the Ray Serve application rendering the avatars")
+    stats_interval_s: float = Field(1.0, gt=0, description="how often a sender gets a stats message")
+    error_interval_s: float = Field(
+        1.0, ge=0, description="a sender gets at most one error message per code this often"
+    )
+    limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _default_fps_within_max(self) -> GatewayConfig:
+        if self.default_fps > self.max_fps:
+            raise ValueError(f"default_fps {self.default_fps} is above max_fps {self.max_fps}")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> GatewayConfig:
+        """Return the configuration in `path` (or configs/gateway.yaml) with `overrides` applied."""
+        values = configs.load("gateway", path)
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,66 @@
+"""The gateway's Prometheus metrics, in a registry of their own so that one process can hold several gateways.
+
+Latency is measured per stage on clocks that can be compared: the edge's capture clock is not the
+gateway's, so "network" is left to the edge (its round trip from the `rendered` message). Here:
+queue (packet arrival → render start), render (the Serve call's round trip), the replica's own stages
+from `RenderResult.timings_ms` (nmfc, generator, composite), and the interval between frames sent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# 1 ms … 2.5 s: a render is tens of milliseconds on a GPU, a few hundred on CPU, seconds on a cold replica.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+# Around a 25–60 fps frame interval (17–40 ms), with room to see stalls.
+INTERVAL_BUCKETS_S = (0.01, 0.017, 0.025, 0.033, 0.04, 0.05, 0.067, 0.1, 0.2, 0.5, 1.0)
+STAGES = ("queue", "render", "nmfc", "generator", "composite")
+DROP_REASONS = ("stale", "superseded", "bad", "rate")
+
+
+class GatewayMetrics:
+    """Every metric one gateway exports; `exposition()` returns them in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.stage_seconds = Histogram(
+            "headcast_gateway_stage_seconds", "Latency of one frame's stages", ["stage"],
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.frame_interval_seconds = Histogram(
+            "headcast_gateway_frame_interval_seconds", "Time between video frames handed to the encoders",
+            buckets=INTERVAL_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.frames_rendered = Counter("headcast_gateway_frames_rendered", "Frames rendered", registry=r)
+        self.packets_received = Counter(
+            "headcast_gateway_packets_received", "Data-channel messages received from senders", registry=r
+        )
+        self.packets_dropped = Counter(
+            "headcast_gateway_packets_dropped", "Coefficient packets not rendered, by reason", ["reason"], registry=r
+        )
+        self.refusals = Counter(
+            "headcast_gateway_refusals", "HTTP requests refused, by error code", ["code"], registry=r
+        )
+        self.sessions = Gauge("headcast_gateway_sessions", "Live peer sessions, by role", ["role"], registry=r)
+        self.rooms = Gauge("headcast_gateway_rooms", "Rooms with a live sender", registry=r)
+        self.bytes = Counter(
+            "headcast_gateway_bytes", "Bytes through the gateway's peers", ["direction", "kind"], registry=r
+        )
+        self.render_retries = Counter(
+            "headcast_gateway_render_retries", "Render calls retried after a replica failure or timeout", registry=r
+        )
+        self.render_failures = Counter(
+            "headcast_gateway_render_failures", "Frames not rendered after all retries, by code", ["code"], registry=r
+        )
+        # Export the labelled series at zero from the start, so dashboards and alerts see them before the first event.
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        for reason in DROP_REASONS:
+            self.packets_dropped.labels(reason)
+        for role in ("send", "view"):
+            self.sessions.labels(role)
+
+    def exposition(self) -> bytes:
+        """Return every metric in Prometheus' text exposition format."""
+        return generate_latest(self.registry)

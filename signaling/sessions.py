@@ -1,0 +1,362 @@
+"""Rooms and the sender's session: coefficient packets in, paced render calls out (docs/live-protocol.md).
+
+A `SenderSession` holds everything that makes render requests stateless for the Serve app: the wire
+decoder of its stream, the source's running pose (`SourcePoseTracker`), the last rendered coefficient
+frames and the last generated faces. Its render loop starts a render only when the previous one is done
+and a tick of the session's frame rate is due, always with the newest packet; packets that arrive in
+between replace each other (`superseded`), older ones are dropped on arrival (`stale`). A replica that
+dies or times out is retried with backoff; the session never ends because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.contrib.media import MediaRelay
+
+from face3d import wire
+from face3d.errors import WireError
+from face3d.retarget import SourcePoseTracker
+from inference.protocol import DriveFrame, RenderRequest, RenderResult
+from signaling.config import GatewayConfig
+from signaling.errors import GatewayError, RendererUnavailableError
+from signaling.metrics import DROP_REASONS, GatewayMetrics
+from signaling.renderer import Renderer
+from signaling.tracks import AvatarTrack
+
+log = logging.getLogger(__name__)
+
+_SEQ = struct.Struct(">I")  # the u32 sequence number at byte 2 of both wire forms (face3d/wire.py's header)
+_SEQ_OFFSET = 2
+_HALF_SEQ_RANGE = 2**31
+
+
+def seq_newer(seq: int, than: int) -> bool:
+    """Return True when wire sequence number `seq` comes after `than` (serial arithmetic: seq wraps at 2**32)."""
+    return 0 < (seq - than) % 2**32 < _HALF_SEQ_RANGE
+
+
+def peek_seq(packet: bytes) -> int | None:
+    """Return the sequence number in a wire packet's header, None when it has no header of this wire version."""
+    if len(packet) < _SEQ_OFFSET + _SEQ.size or packet[0] != wire.WIRE_VERSION:
+        return None
+    return int(_SEQ.unpack_from(packet, _SEQ_OFFSET)[0])
+
+
+class PacketRateLimit:
+    """A token bucket: `rate` messages a second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def allow(self) -> bool:
+        """Return True when one more message fits the rate (and take its token)."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+@dataclass
+class SessionCounters:
+    """What happened to a sender's messages; the `stats` message reports them."""
+
+    received: int = 0
+    rendered: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+
+
+@dataclass(eq=False)
+class Peer:
+    """One peer connection of a room: the sender's or a viewer's."""
+
+    session_id: str
+    role: Literal["send", "view"]
+    token_id: str
+    pc: RTCPeerConnection
+    video_bytes_sent: int = 0  # as last counted in the metrics
+
+
+class SenderSession:
+    """One sender's coefficient stream and the render loop that turns it into the room's video."""
+
+    def __init__(
+        self,
+        session_id: str,
+        target_id: str,
+        fps: int,
+        background: tuple[int, int, int] | None,
+        config: GatewayConfig,
+        renderer: Renderer,
+        metrics: GatewayMetrics,
+        track: AvatarTrack,
+    ) -> None:
+        self.session_id = session_id
+        self.target_id = target_id
+        self.fps = fps
+        self.background = background
+        self.config = config
+        self.renderer = renderer
+        self.metrics = metrics
+        self.track = track
+        self.counters = SessionCounters()
+        self.viewers = 0  # kept current by the room, reported in stats
+        self.decoder = wire.CompactDecoder()  # one per stream: compact deltas reference this stream's frames
+        self.pose = SourcePoseTracker()
+        # The window's earlier frames are the ones rendered before, so that they match `previous`.
+        self._history: deque[DriveFrame] = deque(maxlen=config.window_frames - 1)
+        self._previous: deque[npt.NDArray[np.uint8]] = deque(maxlen=config.previous_frames)
+        self._newest_seq: int | None = None
+        self._pending: tuple[DriveFrame, float] | None = None  # the newest packet not rendered yet, its arrival
+        self._wake = asyncio.Event()
+        self._limit = PacketRateLimit(config.limits.max_packets_per_s, config.limits.packet_burst)
+        self._channel: RTCDataChannel | None = None
+        self._last_error: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------------------------------ the channel
+
+    @property
+    def channel_attached(self) -> bool:
+        """Return True once the sender's "coeffs" channel is attached."""
+        return self._channel is not None
+
+    def attach(self, channel: RTCDataChannel) -> None:
+        """Take `channel` ("coeffs") as this session's stream and start rendering and reporting."""
+        self._channel = channel
+        channel.on("message", self.receive)
+        self._tasks = [
+            asyncio.create_task(self._render_loop(), name=f"render-{self.session_id}"),
+            asyncio.create_task(self._stats_loop(), name=f"stats-{self.session_id}"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(log_failure)
+
+    def receive(self, message: bytes | str) -> None:
+        """Handle one data-channel message: a wire packet (newest wins) or a JSON ping."""
+        size = len(message.encode() if isinstance(message, str) else message)
+        self.counters.received += 1
+        self.metrics.packets_received.inc()
+        self.metrics.bytes.labels("in", "coeffs").inc(size)
+        if not self._limit.allow():
+            self._drop("rate")
+            self._error("rate_limited", f"over {self.config.limits.max_packets_per_s:g} messages a second: dropped")
+            return
+        if size > self.config.limits.max_packet_bytes:
+            self._drop("bad")
+            self._error(
+                "bad_packet", f"a {size}-byte message is over the {self.config.limits.max_packet_bytes}-byte limit"
+            )
+            return
+        if isinstance(message, str):
+            self._receive_text(message)
+        else:
+            self._receive_packet(bytes(message), time.monotonic())
+
+    def _receive_text(self, message: str) -> None:
+        try:
+            data = json.loads(message)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and data.get("type") == "ping" and isinstance(data.get("t"), int | float):
+            self.send({"type": "pong", "t": data["t"]})
+            return
+        self._drop("bad")
+        self._error("bad_packet", 'text messages are {"type": "ping", "t": <ms>}; coefficients are binary')
+
+    def _receive_packet(self, packet: bytes, arrived: float) -> None:
+        # Staleness is judged on the header before decoding: decoding an old key frame would move the
+        # decoder's reference back and make it refuse the newer deltas that follow.
+        seq = peek_seq(packet)
+        if seq is not None and self._newest_seq is not None and not seq_newer(seq, self._newest_seq):
+            self._drop("stale")
+            return
+        try:
+            coefficients = wire.decode(packet, self.decoder)
+        except WireError as error:
+            self._drop("bad")
+            self._error("bad_packet", str(error))
+            return
+        self._newest_seq = coefficients.seq
+        frame = DriveFrame(coefficients, self.pose.update(coefficients))
+        if self._pending is not None:
+            self._drop("superseded")
+        self._pending = (frame, arrived)
+        self._wake.set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send `message` as JSON to the sender, when its channel is open."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        text = json.dumps(message, separators=(",", ":"))
+        channel.send(text)
+        self.metrics.bytes.labels("out", "coeffs").inc(len(text.encode()))
+
+    def _drop(self, reason: str) -> None:
+        self.counters.dropped[reason] += 1
+        self.metrics.packets_dropped.labels(reason).inc()
+
+    def _error(self, code: str, message: str) -> None:
+        """Tell the sender about a problem, at most once per `error_interval_s` per code."""
+        now = time.monotonic()
+        last = self._last_error.get(code)
+        if last is not None and now - last < self.config.error_interval_s:
+            return
+        self._last_error[code] = now
+        self.send({"type": "error", "code": code, "message": message})
+
+    # ------------------------------------------------------------------------------------------- rendering
+
+    async def _render_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.fps
+        next_tick = loop.time()
+        while True:
+            await self._wake.wait()
+            delay = next_tick - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # packets arriving meanwhile supersede the pending one
+            self._wake.clear()
+            if self._pending is None:
+                continue
+            frame, arrived = self._pending
+            self._pending = None
+            started = loop.time()
+            # Ticks missed while rendering are skipped: behind schedule, the next render starts right away.
+            next_tick = max(next_tick + period, started)
+            render_started = time.monotonic()
+            queue_s = render_started - arrived
+            self.metrics.stage_seconds.labels("queue").observe(queue_s)
+            result = await self._render(frame)
+            if result is None:
+                continue
+            render_s = time.monotonic() - render_started
+            self._show(frame, result, queue_s * 1000, render_s * 1000)
+
+    def _request(self, frame: DriveFrame) -> RenderRequest:
+        previous = np.stack(list(self._previous)) if self._previous else None
+        return RenderRequest(
+            target_id=self.target_id,
+            session_id=self.session_id,
+            frames=(*self._history, frame),
+            previous=previous,
+            background=self.background,
+        )
+
+    async def _render(self, frame: DriveFrame) -> RenderResult | None:
+        """Return the rendered frame, retrying a dead or slow replica; None (counted, reported) when it fails."""
+        request = self._request(frame)
+        retries = self.config.render_retries
+        for attempt in range(retries + 1):
+            try:
+                return await asyncio.wait_for(self.renderer.render(request), self.config.render_timeout_s)
+            except TimeoutError:
+                failure: GatewayError = RendererUnavailableError(
+                    f"rendering frame {request.seq} took over {self.config.render_timeout_s:g} s"
+                )
+            except RendererUnavailableError as error:
+                failure = error
+            except GatewayError as error:  # the app refused this request: retrying would not help
+                self.metrics.render_failures.labels(error.code).inc()
+                self._error(error.code, error.message)
+                return None
+            log.warning("session %s: %s (attempt %d of %d)", self.session_id, failure, attempt + 1, retries + 1)
+            if attempt < retries:
+                self.metrics.render_retries.inc()
+                await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
+        self.metrics.render_failures.labels(failure.code).inc()
+        self._error(failure.code, f"{failure.message}; frames resume when a replica is back")
+        return None
+
+    def _show(self, frame: DriveFrame, result: RenderResult, queue_ms: float, render_ms: float) -> None:
+        self.track.show(result.frame)
+        self._history.append(frame)
+        self._previous.append(result.face)
+        self.counters.rendered += 1
+        self.metrics.frames_rendered.inc()
+        self.metrics.stage_seconds.labels("render").observe(render_ms / 1000)
+        for stage in ("nmfc", "generator", "composite"):
+            if stage in result.timings_ms:
+                self.metrics.stage_seconds.labels(stage).observe(result.timings_ms[stage] / 1000)
+        self.send(
+            {
+                "type": "rendered",
+                "seq": result.seq,
+                "replica": result.replica,
+                "ms": {"queue": round(queue_ms, 2), "render": round(render_ms, 2)},
+            }
+        )
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_interval_s)
+            c = self.counters
+            self.send(
+                {
+                    "type": "stats",
+                    "received": c.received,
+                    "rendered": c.rendered,
+                    "dropped": dict(c.dropped),
+                    "viewers": self.viewers,
+                }
+            )
+
+    async def stop(self) -> None:
+        """Stop rendering and reporting; the session's state is dropped with it."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def log_failure(task: asyncio.Task[None]) -> None:
+    """Log a background task that ended with an error (a bug: the tasks handle every expected failure)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())
+
+
+@dataclass(eq=False)
+class Room:
+    """One sender driving one target, its video track, and the viewers watching it."""
+
+    name: str
+    sender: SenderSession
+    sender_peer: Peer
+    track: AvatarTrack
+    relay: MediaRelay = field(default_factory=MediaRelay)
+    viewers: dict[str, Peer] = field(default_factory=dict)
+
+    @property
+    def target_id(self) -> str:
+        """Return the target the room's sender drives."""
+        return self.sender.target_id
+
+    def describe(self) -> dict[str, Any]:
+        """Return the room as `GET /api/rooms/{room}` answers it."""
+        return {
+            "room": self.name,
+            "target": self.target_id,
+            "fps": self.sender.fps,
+            "viewers": len(self.viewers),
+            "frames_rendered": self.sender.counters.rendered,
+        }

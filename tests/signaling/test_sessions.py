@@ -1,0 +1,113 @@
+"""A sender's packets (newest wins, stale/superseded/bad/rate counted) and the avatar track's pacing.
+
+The session is driven directly with real wire packets; its render loop is not started (no channel is
+attached), so these run without the Serve app. Rendering is covered in test_live_sessions.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from face3d import wire
+from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from face3d.coefficients import Coefficients
+from signaling.config import GatewayConfig, LimitsConfig
+from signaling.metrics import GatewayMetrics
+from signaling.renderer import ServeRenderer
+from signaling.sessions import PacketRateLimit, SenderSession, peek_seq, seq_newer
+from signaling.tracks import VIDEO_CLOCK_RATE, AvatarTrack
+
+JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
+
+
+def coefficients(seq: int, jaw: float = 0.0) -> Coefficients:
+    """Return a frontal face at frame `seq` (40 ms apart) with jawOpen = `jaw`."""
+    blendshapes = np.zeros(NUM_BLENDSHAPES, np.float32)
+    blendshapes[JAW_OPEN] = jaw
+    return Coefficients(seq, 40 * seq, blendshapes, np.zeros(3, np.float32), np.zeros(2, np.float32), 0.01)
+
+
+def session(config: GatewayConfig | None = None) -> tuple[SenderSession, GatewayMetrics]:
+    """Return a sender session that is fed by hand (no channel, no render loop) and its metrics."""
+    config = config or GatewayConfig()
+    metrics = GatewayMetrics()
+    track = AvatarTrack(25, 16, metrics)
+    return SenderSession("s", "woman", 25, None, config, ServeRenderer("absent"), metrics, track), metrics
+
+
+def test_sequence_numbers_compare_across_the_wrap() -> None:
+    assert seq_newer(5, 4) and not seq_newer(4, 5) and not seq_newer(4, 4)
+    assert seq_newer(0, 2**32 - 1) and not seq_newer(2**32 - 1, 0)
+    packet = wire.encode_plain(coefficients(123456))
+    assert peek_seq(packet) == 123456 and peek_seq(packet[:5]) is None and peek_seq(b"\x07" + packet[1:]) is None
+
+
+def test_newest_packet_wins_and_every_drop_is_counted_by_reason() -> None:
+    sender, metrics = session()
+    stream = wire.encode_stream([coefficients(seq, jaw=seq / 10) for seq in range(10)])
+    assert len(stream[1]) < wire.PLAIN_SIZE  # a delta: it decodes only against frame 0
+    sender.receive(stream[0])
+    sender.receive(stream[1])  # replaces frame 0 before it was rendered
+    sender.receive(stream[0])  # older than the newest: dropped before it could reset the decoder
+    sender.receive(stream[3])  # its reference, frame 2, never arrived
+    sender.receive(b"\x07garbage")  # another wire version
+    sender.receive(stream[2])
+    sender.receive("not json")
+    sender.receive(b"\x01" * 300)  # over max_packet_bytes
+    counters = sender.counters
+    assert counters.received == 8
+    assert counters.dropped == {"stale": 1, "superseded": 2, "bad": 4, "rate": 0}
+    pending = sender._pending
+    assert pending is not None and pending[0].coefficients.seq == 2  # the newest decodable frame
+    assert pending[0].coefficients.blendshapes[JAW_OPEN] == pytest.approx(0.2, abs=wire.BLENDSHAPE_STEP)
+    assert pending[0].pose is not None  # the source's pose, relative to its running mean
+    text = metrics.exposition().decode()
+    assert 'headcast_gateway_packets_dropped_total{reason="bad"} 4.0' in text
+    assert "headcast_gateway_packets_received_total 8.0" in text
+
+
+def test_a_flood_is_cut_to_the_rate_limit() -> None:
+    rate = PacketRateLimit(rate=100.0, burst=10)
+    started = time.monotonic()
+    allowed = sum(rate.allow() for _ in range(1000))
+    elapsed = time.monotonic() - started
+    # The burst, plus what the rate refills while the loop runs (a few ms).
+    assert 10 <= allowed <= 10 + 100 * elapsed + 1
+    sender, _ = session(GatewayConfig(limits=LimitsConfig(packet_burst=5, max_packets_per_s=1.0)))
+    for seq in range(20):
+        sender.receive(wire.encode_plain(coefficients(seq)))
+    assert sender.counters.dropped["rate"] == 15
+    assert sender.counters.dropped["superseded"] == 4  # the five allowed replace one another
+
+
+def test_the_track_paces_frames_at_its_fps_with_90khz_timestamps() -> None:
+    async def main() -> None:
+        track = AvatarTrack(fps=50, placeholder_size_px=32)
+        first = await track.recv()
+        assert first.width == 32 and np.all(first.to_ndarray(format="rgb24") == 128)  # the grey placeholder
+        face = np.zeros((48, 48, 3), np.uint8)
+        face[..., 0] = 255
+        track.show(face)
+        started = time.monotonic()
+        frames = [await track.recv() for _ in range(10)]
+        elapsed = time.monotonic() - started
+        assert [f.pts for f in frames] == [k * VIDEO_CLOCK_RATE // 50 for k in range(1, 11)]
+        assert frames[0].time_base == pytest.approx(1 / VIDEO_CLOCK_RATE)
+        assert elapsed == pytest.approx(10 / 50, abs=0.03)
+        assert frames[-1].width == 48 and frames[-1].to_ndarray(format="rgb24")[0, 0, 0] > 200
+        # A consumer that falls behind is not handed a burst of catch-up frames: timestamps jump instead.
+        await asyncio.sleep(0.2)
+        late = [await track.recv() for _ in range(2)]
+        pts = [frame.pts or 0 for frame in (frames[-1], *late)]
+        assert pts[1] - pts[0] >= 9 * VIDEO_CLOCK_RATE // 50
+        assert pts[2] - pts[1] == VIDEO_CLOCK_RATE // 50
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+
+    asyncio.run(main())
