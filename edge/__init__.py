@@ -2,7 +2,7 @@
 
 from edge.capture import Camera, Frame, SourceInfo, VideoFile, open_source
 from edge.config import EdgeConfig
-from edge.errors import TrackingError
+from edge.errors import EdgeError, TrackingError
 from edge.pipeline import track_video
 from edge.tracking import FaceTracker, TrackedFrame
 from edge.tracks import Person, Tracks, load_tracks, save_tracks
@@ -10,6 +10,7 @@ from edge.tracks import Person, Tracks, load_tracks, save_tracks
 __all__ = [
     "Camera",
     "EdgeConfig",
+    "EdgeError",
     "FaceTracker",
     "Frame",
     "Person",

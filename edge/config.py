@@ -1,4 +1,4 @@
-"""Configuration of the edge: tracking, shot detection, identity grouping (filled from configs/edge.yaml)."""
+"""Configuration of the edge: tracking, shot detection, identity grouping, the live client (configs/edge.yaml)."""
 
 from __future__ import annotations
 
@@ -40,12 +40,38 @@ class IdentityConfig(configs.StrictConfig):
     )
 
 
+class ClientConfig(configs.StrictConfig):
+    """The live client: keep-alive, drop detection, reconnection (docs/live-protocol.md)."""
+
+    key_interval: int = Field(30, ge=1, le=63, description="a compact key frame at least every n packets")
+    ping_interval_s: float = Field(1.0, gt=0, description="seconds between pings on the data channel")
+    silence_timeout_s: float = Field(
+        5.0, gt=0, description="no message from the gateway (it sends stats every second) for this long: a drop"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="offer POST, then until the data channel opens")
+    reconnect_attempts: int = Field(6, ge=0, description="offers after a drop before giving up (0: never reconnect)")
+    reconnect_first_delay_s: float = Field(0.25, ge=0, description="wait before the first re-offer; doubles each time")
+    reconnect_max_delay_s: float = Field(4.0, ge=0, description="cap on the wait between re-offers")
+    busy_retries: int = Field(
+        13,
+        ge=0,
+        description="409 room_busy / 429 too_many_sessions answers retried after a drop (the gateway still "
+        "holds our old session until it notices)",
+    )
+    max_buffered_bytes: int = Field(
+        8192, ge=0, description="data channel backlog above which a packet is dropped instead of queued (congestion)"
+    )
+    drain_s: float = Field(1.0, ge=0, description="after the last packet, wait this long for its rendered frames")
+    latency_window: int = Field(250, ge=1, description="recent round trips the live p50/p95 are taken over")
+
+
 class EdgeConfig(configs.StrictConfig):
-    """Everything the edge's tracking needs."""
+    """Everything the edge needs: tracking and the live client."""
 
     tracker: TrackerConfig = TrackerConfig()
     shots: ShotConfig = ShotConfig()
     identity: IdentityConfig = IdentityConfig()
+    client: ClientConfig = ClientConfig()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> EdgeConfig:

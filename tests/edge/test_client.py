@@ -1,0 +1,588 @@
+"""The edge's live client: its pure parts without a server, then whole sessions against the real
+gateway (signaling/) rendering through the real Serve app `avatar` (tests/conftest.py: local Ray, the
+sample clip's woman with a tiny random-weight generator, 128² output).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge.client import CoefficientUplink, Pacer, RecordingSink, SenderClient, ViewerClient, token_room
+from edge.config import ClientConfig
+from edge.errors import EdgeError
+from edge.stats import RateMeter, RoundTrips, SenderMetrics, percentile
+from face3d import wire
+from face3d.blendshapes import NUM_BLENDSHAPES
+from face3d.coefficients import Coefficients
+
+SECRET = b"e" * 32
+TARGET = "woman"
+ROOM = "edge-room"
+PLACEHOLDER_PX = 32  # unlike the app's 128² output: a frame of the output size is a rendered one
+FPS = 25
+
+
+def face(seq: int, step_ms: int = 40) -> Coefficients:
+    """Return frame `seq` of a face whose mouth opens and closes, captured `step_ms` apart."""
+    blendshapes = np.zeros(NUM_BLENDSHAPES, np.float32)
+    blendshapes[:] = 0.5 + 0.4 * math.sin(seq / 5)
+    return Coefficients(seq, step_ms * seq, blendshapes, np.zeros(3, np.float32), np.zeros(2, np.float32), 0.012)
+
+
+def jwt_with(claims: dict[str, Any]) -> str:
+    """Return an unsigned-looking JWT carrying `claims` (the edge never checks signatures)."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_the_client_imports_nothing_of_the_server_side() -> None:
+    import subprocess
+
+    code = (
+        "import sys, edge.client, edge.live, edge.display, edge.stats; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert not set(result.stdout.split()) & {"torch", "ray", "signaling", "inference", "training", "aiohttp", "jwt"}
+
+
+# ------------------------------------------------------------------------------------------- the token
+
+
+@pytest.mark.parametrize("room", ["a", "ab", "abc", "abcd", "salle-été"])
+def test_the_room_is_read_from_a_minted_token(room: str) -> None:
+    from signaling.auth import mint_token
+
+    # Rooms of every length mod 3 exercise each amount of stripped base64 padding.
+    assert token_room(mint_token(SECRET, "bob", room, "send", (TARGET,))) == room
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("not-a-token", "three dot-separated parts"),
+        ("a.%%%.c", "cannot be read"),
+        (jwt_with({"role": "send"}), "names no room"),
+        (jwt_with({"room": ""}), "names no room"),
+    ],
+)
+def test_a_token_without_a_readable_room_is_an_edge_error(token: str, says: str) -> None:
+    with pytest.raises(EdgeError, match=says):
+        token_room(token)
+
+
+def test_an_explicit_room_wins_over_the_token() -> None:
+    client = SenderClient("http://gateway", jwt_with({"room": "from-token"}), TARGET, room="chosen")
+    assert client.room == "chosen"
+    assert SenderClient("http://gateway", jwt_with({"room": "from-token"}), TARGET).room == "from-token"
+
+
+# ------------------------------------------------------------------------------------------- stats maths
+
+
+def test_percentiles_interpolate_linearly() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)  # halfway between the 50th and 51st values
+    assert percentile(values, 95) == pytest.approx(95.05)  # rank 0.95·99 = 94.05 → 95 + 0.05·(96 − 95)
+    assert percentile([], 50) is None
+
+
+def test_a_rate_meter_gives_the_rate_over_its_window() -> None:
+    meter = RateMeter(window_s=2.0)
+    assert meter.rate(0.0) == 0.0
+    for i in range(100):  # 50-byte packets at 25 per second for 4 s
+        meter.add(i / 25, 50)
+    # The window (1.96, 3.96] holds 50 packets: 2500 B in 2 s.
+    assert meter.rate(99 / 25) == pytest.approx(1250.0)
+    fresh = RateMeter(window_s=2.0)
+    for i in range(11):  # 0.4 s of 25 fps: the rate is taken over the time lived, not the whole window
+        fresh.add(i / 25)
+    assert fresh.rate(10 / 25) == pytest.approx(27.5)  # 11 events in 0.4 s (the first one included)
+    assert meter.rate(100.0) == 0.0  # everything expired
+
+
+def test_round_trips_pair_rendered_messages_with_send_times() -> None:
+    trips = RoundTrips(window=3, keep=4)
+    for seq in range(6):
+        trips.sent(seq, 10.0 + seq * 0.04)
+    assert trips.rendered(0, 11.0) is None  # forgotten: only the last 4 send times are kept
+    assert trips.rendered(5, 10.2 + 0.08) == pytest.approx(80.0)
+    assert trips.rendered(5, 10.4) is None  # answered already
+    trips.forget()
+    assert trips.rendered(4, 10.3) is None  # a new session cannot answer for the old one's packets
+    assert trips.count == 1
+
+
+def test_sender_metrics_sum_the_gateway_counts_over_sessions() -> None:
+    metrics = SenderMetrics()
+    metrics.session_opened()
+    metrics.gateway_stats({"type": "stats", "received": 50, "rendered": 40,
+                           "dropped": {"stale": 1, "superseded": 9, "bad": 0}, "viewers": 2})  # fmt: skip
+    metrics.gateway_stats({"type": "stats", "received": 60, "rendered": 45,
+                           "dropped": {"stale": 2, "superseded": 12, "bad": 0}, "viewers": 2})  # fmt: skip
+    metrics.session_opened()  # a reconnection: the gateway's counters start again from zero
+    metrics.gateway_stats({"type": "stats", "received": 10, "rendered": 8, "dropped": {"stale": 0, "superseded": 1,
+                           "bad": 0, "rate": 3}, "viewers": "many"})  # fmt: skip
+    metrics.dropped_offline = 7
+    stats = metrics.snapshot(0.0)
+    assert (stats.gateway_received, stats.gateway_rendered) == (70, 53)
+    assert stats.gateway_dropped == {"stale": 2, "superseded": 13, "bad": 0, "rate": 3}
+    assert stats.viewers == 2  # a malformed count is ignored
+    assert stats.dropped == 7 + 2 + 13 + 3
+    assert stats.connections == 2
+
+
+def test_sender_metrics_report_uplink_and_round_trip() -> None:
+    metrics = SenderMetrics(latency_window=250)
+    metrics.session_opened()
+    for seq in range(50):  # 2 s at 25 fps: a 74-byte key frame, then 29 deltas of 30 bytes, and again
+        size = 74 if seq % 30 == 0 else 30
+        metrics.packet_sent(seq, size, size == 74, seq / 25)
+        metrics.rendered(seq, seq / 25 + 0.060 + 0.001 * (seq % 10))  # 60-69 ms
+    metrics.pong(1000.0, 1003.5)
+    stats = metrics.snapshot(49 / 25)
+    total = 2 * 74 + 48 * 30
+    assert stats.bytes_per_frame == pytest.approx(total / 50)
+    assert stats.uplink_kbit_s == pytest.approx(total * 8 / 1000 / 1.96)  # 1.96 s lived, under the 2 s window
+    assert stats.key_frames == 2
+    assert stats.round_trip_ms_p50 == pytest.approx(64.5)  # 5 of each of 60…69 ms: the median is 64.5
+    assert stats.round_trip_ms_p95 == pytest.approx(69.0)  # rank 0.95·49 = 46.55 falls among the 69s
+    assert stats.rtt_ms == pytest.approx(3.5)
+
+
+# ------------------------------------------------------------------------------------------- pacing
+
+
+def test_frames_are_paced_by_their_timestamps() -> None:
+    pacer = Pacer(max_lag_s=0.1)
+    assert pacer.delay_s(1000, now=50.0) == 0.0  # the first frame anchors media time to the clock
+    assert pacer.delay_s(1040, now=50.0) == pytest.approx(0.040)
+    assert pacer.delay_s(1080, now=50.030) == pytest.approx(0.050)
+    assert pacer.delay_s(1120, now=50.150) == 0.0  # 30 ms late: sent at once, the anchor kept
+    assert pacer.delay_s(1160, now=50.150) == pytest.approx(0.010)
+
+
+def test_a_late_or_rewound_stream_is_re_anchored_instead_of_bursting() -> None:
+    pacer = Pacer(max_lag_s=0.1)
+    pacer.delay_s(0, now=0.0)
+    assert pacer.delay_s(40, now=1.0) == 0.0  # 960 ms late: a new anchor, no burst of catching-up frames
+    assert pacer.delay_s(80, now=1.0) == pytest.approx(0.040)
+    assert pacer.delay_s(0, now=1.0) == 0.0  # backwards (a new stream): a new anchor, not a 49-day wait
+    assert pacer.delay_s(40, now=1.0) == pytest.approx(0.040)
+
+
+def test_pacing_follows_timestamps_across_the_u32_wrap() -> None:
+    pacer = Pacer()
+    pacer.delay_s(2**32 - 20, now=0.0)
+    assert pacer.delay_s(20, now=0.0) == pytest.approx(0.040)
+
+
+# ------------------------------------------------------------------------------------------- the uplink
+
+
+class FakeChannel:
+    """A data channel that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.readyState = "open"
+        self.bufferedAmount = 0
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        self.sent.append(data)
+
+
+def is_key(packet: bytes) -> bool:
+    return packet[1] & 0b11 == wire.KIND_PLAIN
+
+
+def test_the_first_packet_after_a_reconnection_is_a_key_frame() -> None:
+    metrics = SenderMetrics()
+    uplink = CoefficientUplink(metrics, key_interval=30)
+    first, second = FakeChannel(), FakeChannel()
+    for seq in range(10):
+        uplink.send(face(seq), first, seq / 25)
+    assert [is_key(p) for p in first.sent] == [True] + [False] * 9
+    first.readyState = "closed"  # the drop: frames produced meanwhile are counted, not encoded
+    for seq in range(10, 15):
+        assert uplink.send(face(seq), first, seq / 25) is None
+    assert metrics.dropped_offline == 5
+    uplink.reset()  # what the client does on every new session
+    for seq in range(15, 20):
+        uplink.send(face(seq), second, seq / 25)
+    assert is_key(second.sent[0]) and not any(is_key(p) for p in second.sent[1:])
+    decoder = wire.CompactDecoder()  # the new session's decoder knows nothing of the old stream
+    assert [decoder.decode(p).seq for p in second.sent] == list(range(15, 20))
+
+
+def test_frames_skipped_for_congestion_leave_the_delta_chain_intact() -> None:
+    metrics = SenderMetrics()
+    uplink = CoefficientUplink(metrics, key_interval=30, max_buffered_bytes=100)
+    channel = FakeChannel()
+    decoder = wire.CompactDecoder()
+    for seq in range(12):
+        channel.bufferedAmount = 500 if 4 <= seq < 8 else 0
+        packet = uplink.send(face(seq), channel, seq / 25)
+        if packet is not None:
+            assert decoder.decode(packet).seq == seq  # each delta references a frame the receiver holds
+    assert metrics.dropped_congested == 4
+    assert sum(is_key(p) for p in channel.sent) == 1  # skipping frames cost no extra key frame
+    assert metrics.frames_sent == 8
+
+
+def test_a_key_frame_every_key_interval_packets() -> None:
+    uplink = CoefficientUplink(SenderMetrics(), key_interval=30)
+    channel = FakeChannel()
+    for seq in range(95):
+        uplink.send(face(seq), channel, seq / 25)
+    assert [i for i, p in enumerate(channel.sent) if is_key(p)] == [0, 30, 60, 90]
+
+
+class LostPeer:
+    """Stands for a connection that just dropped."""
+
+    lost_reason = "test drop"
+
+    async def close(self) -> None:
+        return None
+
+
+def refused(status: int | None, code: str | None = None) -> EdgeError:
+    return EdgeError(f"refused {status} {code}", status=status, code=code)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "reconnected"),
+    [
+        ([refused(409, "room_busy"), refused(409, "room_busy"), None], True),  # our old room, released at last
+        ([refused(429, "too_many_sessions"), None], True),  # our old session, still counted against the token
+        ([refused(409, "room_busy")] * 3, False),  # busy_retries = 2: a room someone else took stays refused
+        ([refused(None), refused(503, "unavailable"), None], True),  # network trouble, the gateway's "unavailable"
+        ([refused(503, "unavailable")] * 3, False),  # reconnect_attempts = 3
+        ([refused(403, "forbidden")], False),  # any other refusal stands at once
+        ([refused(401, "unauthorized")], False),
+    ],
+)
+def test_only_network_trouble_and_our_old_session_are_retried(
+    outcomes: list[EdgeError | None], reconnected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ClientConfig(reconnect_attempts=3, busy_retries=2, reconnect_first_delay_s=0, reconnect_max_delay_s=0)
+    client = SenderClient("http://gateway", jwt_with({"room": "r"}), TARGET, config=config)
+    calls = 0
+
+    async def connect() -> object:
+        nonlocal calls
+        outcome = outcomes[calls]
+        calls += 1
+        if outcome is not None:
+            raise outcome
+        return object()  # stands for the new connection
+
+    # The private seam: a real offer needs a gateway; here only the retry decisions are under test.
+    monkeypatch.setattr(client, "_connect", connect)
+
+    async def reconnect() -> EdgeError | None:
+        try:
+            await client._reconnect(LostPeer())  # type: ignore[arg-type]
+        except EdgeError as error:
+            return error
+        return None
+
+    error = asyncio.run(reconnect())
+    assert calls == len(outcomes)  # every scripted answer was asked for, and none past the last
+    assert (error is None) == reconnected
+    if error is not None:
+        assert "test drop" in str(error) and error.status == outcomes[-1].status  # type: ignore[union-attr]
+
+
+def test_the_recording_settles_on_the_avatars_size(tmp_path: Path) -> None:
+    placeholder = np.full((32, 32, 3), 128, np.uint8)
+    avatar = np.zeros((64, 64, 3), np.uint8)
+    avatar[16:48, 16:48] = 200
+    sink = RecordingSink(tmp_path / "r.mp4", fps=25, settle_frames=3)
+    for rgb in (placeholder, avatar, avatar, placeholder, avatar):  # a placeholder racing the first render, twice
+        sink(rgb)
+    sink.close()
+    frames = mp4_frames(tmp_path / "r.mp4")
+    assert [f.shape for f in frames] == [(64, 64, 3)] * 4  # the early placeholder dropped, the late one scaled
+    assert sink.frames == 4
+
+
+def test_a_short_recording_is_still_written_and_an_empty_one_not_at_all(tmp_path: Path) -> None:
+    short = RecordingSink(tmp_path / "short.mp4", fps=25)
+    short(np.zeros((16, 16, 3), np.uint8))
+    short.close()
+    assert len(mp4_frames(tmp_path / "short.mp4")) == 1
+    RecordingSink(tmp_path / "empty.mp4", fps=25).close()
+    assert not (tmp_path / "empty.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------- with the gateway
+
+
+@asynccontextmanager
+async def running_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[str]:
+    """Yield the URL of a real gateway rendering through the Serve app, in the running loop."""
+    from signaling.config import GatewayConfig
+    from signaling.gateway import start_gateway
+    from signaling.renderer import ServeRenderer
+
+    config = GatewayConfig(port=0, placeholder_size_px=PLACEHOLDER_PX, app_name=avatar_app.app_name, **overrides)
+    running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
+    try:
+        yield running.url
+    finally:
+        await running.stop()
+
+
+def token(role: str, room: str = ROOM, targets: tuple[str, ...] = (TARGET,), secret: bytes = SECRET) -> str:
+    from signaling.auth import mint_token
+
+    return mint_token(secret, "bob", room, role, targets)  # type: ignore[arg-type]
+
+
+def clip_coefficients(tracks: Any, count: int) -> list[Coefficients]:
+    """Return the first `count` Coefficients of the sample clip, as the edge would send them."""
+    from edge.coefficients import coefficient_stream
+
+    stream = coefficient_stream(tracks.frames)
+    return [c for _, c in (next(stream) for _ in range(count))]
+
+
+def mp4_frames(path: Path) -> list[npt.NDArray[np.uint8]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [
+            np.asarray(f.to_ndarray(format="rgb24"), np.uint8) for f in container.decode(container.streams.video[0])
+        ]
+
+
+def live(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_sender_gets_its_self_view_and_round_trips(avatar_app: Any, sample_tracks: Any, tmp_path: Path) -> None:
+    coefficients = clip_coefficients(sample_tracks, 72)  # 3 s at the clip's 24 fps
+    frames: list[npt.NDArray[np.uint8]] = []
+    record = tmp_path / "self-view.mp4"
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            client = SenderClient(url, token("send"), TARGET, fps=FPS, record=record, on_frame=frames.append)
+            started = time.monotonic()
+            stats = await client.run(coefficients, realtime=True)
+            elapsed = time.monotonic() - started
+        media_s = (coefficients[-1].timestamp_ms - coefficients[0].timestamp_ms) / 1000
+        assert elapsed >= media_s  # paced by the timestamps, not sent as fast as possible
+        assert stats.frames_sent == len(coefficients)
+        assert stats.key_frames >= math.ceil(len(coefficients) / 30)
+        assert wire.DELTA_HEADER_SIZE < stats.bytes_per_frame < wire.PLAIN_SIZE
+        assert stats.round_trips > 0 and stats.round_trip_ms_p50 is not None
+        assert stats.rtt_ms is not None  # pings were answered
+        assert stats.gateway_dropped.get("bad") == 0
+        print(f"\nself-view: {stats}")
+
+    live(scenario)
+    rendered = [f for f in frames if f.shape[0] == avatar_app.output_size]
+    assert len(rendered) >= 25  # a 3 s session at 25 fps: at least a second of it rendered
+    assert any(float(f.std()) > 1.0 for f in rendered)  # not a uniform grey placeholder
+    recorded = mp4_frames(record)
+    assert recorded and recorded[0].shape == (avatar_app.output_size, avatar_app.output_size, 3)
+    assert len(recorded) >= len(rendered) - 2  # the recording starts at the first rendered frame
+
+
+@pytest.mark.slow
+def test_a_viewer_watches_the_room(avatar_app: Any, sample_tracks: Any) -> None:
+    coefficients = clip_coefficients(sample_tracks, 96)
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            sender = SenderClient(url, token("send"), TARGET, fps=FPS)
+            sending = asyncio.create_task(sender.run(coefficients, realtime=True))
+            while not sender.stats.connected:
+                await asyncio.sleep(0.05)
+            viewer = ViewerClient(url, token("view"))
+            stats = await viewer.run(duration_s=2.0)
+            await sending
+        assert stats.frames_received >= 25  # 2 s of a 25 fps track, allowing for the connection's set-up
+        assert viewer.ended_because == "duration reached"
+
+    live(scenario)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("role", "room", "secret", "status", "says"),
+    [
+        ("send", "another-room", SECRET, 403, "this token is for room 'another-room'"),
+        ("view", ROOM, SECRET, 403, "this token is for the view role"),
+        ("send", ROOM, b"f" * 32, 401, "signature is not valid"),
+    ],
+)
+def test_a_refused_token_raises_the_gateways_message(
+    avatar_app: Any, role: str, room: str, secret: bytes, status: int, says: str
+) -> None:
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            client = SenderClient(url, token(role, room, secret=secret), TARGET, room=ROOM)
+            with pytest.raises(EdgeError, match=says) as refused:
+                await client.run([face(0)])
+            assert refused.value.status == status
+
+    live(scenario)
+
+
+@pytest.mark.slow
+def test_an_unknown_target_is_refused_and_not_retried(avatar_app: Any) -> None:
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            client = SenderClient(url, token("send", targets=("*",)), "nobody")
+            with pytest.raises(EdgeError, match="no target 'nobody' is enrolled") as refused:
+                await client.run([face(0)])
+            assert (refused.value.status, refused.value.code) == (404, "unknown_target")
+
+    live(scenario)
+
+
+@pytest.mark.slow
+def test_after_a_drop_the_client_reconnects_key_frame_first(
+    avatar_app: Any, sample_tracks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coefficients = clip_coefficients(sample_tracks, 144)  # 6 s
+    sent: list[tuple[int, bytes]] = []  # (session number, packet) of every packet sent
+    send = CoefficientUplink.send
+
+    def spy(self: CoefficientUplink, c: Coefficients, channel: Any, now: float) -> bytes | None:
+        packet = send(self, c, channel, now)
+        if packet is not None:
+            sent.append((self.metrics.connections, packet))
+        return packet
+
+    monkeypatch.setattr(CoefficientUplink, "send", spy)
+    events: list[str] = []
+    frame_times: list[float] = []
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            client = SenderClient(url, token("send"), TARGET, fps=FPS, on_event=events.append,
+                                  on_frame=lambda _rgb: frame_times.append(time.monotonic()))  # fmt: skip
+            running = asyncio.create_task(client.run(coefficients, realtime=True))
+            await asyncio.sleep(2.0)
+            pc = client.peer_connection
+            assert pc is not None
+            dropped_at = time.monotonic()
+            await pc.close()  # what a dead link looks like to the client: the connection is gone
+            stats = await running
+        assert stats.connections == 2, events
+        assert any(e.startswith("reconnected") for e in events), events
+        assert stats.dropped_offline > 0  # frames produced while disconnected were counted, not queued
+        assert stats.frames_sent + stats.dropped_offline == len(coefficients)
+        after = [packet for session, packet in sent if session == 2]
+        assert after and is_key(after[0])
+        assert stats.gateway_dropped.get("bad") == 0  # the new session decoded every packet from the first
+        resumed = [t for t in frame_times if t > dropped_at + 0.5]
+        assert len(resumed) >= 25  # at least a second of video after the reconnection
+        print(f"\nreconnect: {events}; {stats}")
+
+    live(scenario)
+
+
+@pytest.mark.slow
+def test_a_silent_gateway_counts_as_a_drop(
+    avatar_app: Any, sample_tracks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signaling.sessions import SenderSession
+
+    coefficients = clip_coefficients(sample_tracks, 120)  # 5 s
+    send = SenderSession.send
+    first: list[str] = []
+
+    def mute_the_first_session(self: SenderSession, message: dict[str, Any]) -> None:
+        # A link that silently stopped carrying anything back: no pong, no stats, no rendered messages.
+        if not first:
+            first.append(self.session_id)
+        if self.session_id != first[0]:
+            send(self, message)
+
+    monkeypatch.setattr(SenderSession, "send", mute_the_first_session)
+    events: list[str] = []
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            config = ClientConfig(silence_timeout_s=1.5)
+            client = SenderClient(url, token("send"), TARGET, fps=FPS, on_event=events.append, config=config)
+            stats = await client.run(coefficients, realtime=True)
+        assert any("nothing heard from the gateway" in e for e in events), events
+        assert stats.connections == 2, events
+        assert stats.round_trips > 0  # the second session answers
+
+    live(scenario)
+
+
+async def run_edge_cli(url: str, record: Path, *more: str, interrupt_after_s: float | None = None) -> tuple[int, str]:
+    """Return (exit code, output) of `headcast edge` on the sample clip, run as a child process."""
+    from face3d import assets
+
+    clip = str(assets.resolve("sample_clip"))
+    command = [sys.executable, "-m", "headcast", "edge", "--source", clip, "--server", url,
+               "--token", token("send"), "--target", TARGET, "--record", str(record), *more]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    if interrupt_after_s is not None:
+        await asyncio.sleep(interrupt_after_s)
+        process.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_edge_command_records_the_avatar(avatar_app: Any, tmp_path: Path) -> None:
+    record = tmp_path / "avatar.mp4"
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            code, output = await run_edge_cli(url, record, "--duration", "3")
+        assert code == 0, output
+        assert "recording" in output
+
+    live(scenario)
+    frames = mp4_frames(record)
+    assert len(frames) >= 25, f"{len(frames)} frames"  # 3 s at 25 fps, less start-up and the first render
+    assert frames[0].shape == (avatar_app.output_size, avatar_app.output_size, 3)
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_edge_command_with_the_recording_finished(avatar_app: Any, tmp_path: Path) -> None:
+    record = tmp_path / "interrupted.mp4"
+
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            # Start-up (imports, MediaPipe, the offer) takes a few seconds; the clip lasts 11 s.
+            code, output = await run_edge_cli(url, record, interrupt_after_s=7.0)
+        assert code == 130, output
+
+    live(scenario)
+    assert len(mp4_frames(record)) > 0  # the file is complete (its index written), not a truncated stream
