@@ -619,51 +619,232 @@ def token(
     stdout.print(minted, highlight=False, soft_wrap=True)
 
 
+# ---------------------------------------------------------------- live sessions
+
+
+def _live_event(line: str) -> None:
+    console.print(f"[yellow]{line}[/]", highlight=False)
+
+
+@app.command("edge")
+def edge_command(
+    source: Annotated[str, typer.Option(help="camera, camera:N, or a video file (played at its own speed)")],
+    server: Annotated[str, typer.Option(help="the gateway's URL, e.g. http://127.0.0.1:8080")],
+    token: Annotated[str, typer.Option(help="a send token (`headcast token --role send`)")],
+    target: Annotated[str, typer.Option(help="the enrolled target to drive")],
+    room: Annotated[str | None, typer.Option(help="the room (default: the token's)")] = None,
+    record: Annotated[Path | None, typer.Option(help="write the avatar (self-view) to this MP4")] = None,
+    show: Annotated[bool, typer.Option(help="show the camera and the avatar in a window (needs a display)")] = False,
+    fps: Annotated[int, typer.Option(help="frames per second the gateway renders")] = 25,
+    duration: Annotated[float | None, typer.Option(help="end the session after this many seconds")] = None,
+    config: Annotated[Path | None, typer.Option(help="an edge.yaml to use instead of the packaged one")] = None,
+) -> None:
+    """Drive a target's avatar live: track a face, stream its coefficients, receive the avatar's video.
+
+    Shows live stats (uplink, round trip, fps, drops); reconnects after a network drop. Ctrl-C ends
+    the session cleanly and finishes the recording.
+    """
+    import asyncio
+
+    from edge.capture import open_source
+    from edge.client import SenderClient
+    from edge.config import EdgeConfig
+    from edge.display import LiveStats, PreviewWindow
+    from edge.errors import EdgeError
+    from edge.live import LiveCoefficients
+
+    interrupted = False
+    with _errors(EdgeError):
+        settings = EdgeConfig.load(config)
+        client = SenderClient(server, token, target, room=room, fps=fps, record=record, on_event=_live_event,
+                              config=settings.client)  # fmt: skip
+        window = PreviewWindow() if show else None
+        assets.ensure_all(["face_landmarker"], log=_fetch_log)
+        stream = LiveCoefficients(open_source(source), settings)
+        if window is not None:
+            display = window.show
+            client.on_frame = lambda rgb: display(rgb, stream.latest_rgb)
+
+        async def drive() -> None:
+            title = f"{stream.source.info.name} → {target} in room {client.room}"
+            async with stream, LiveStats(console, lambda: client.stats, title):
+                if duration is not None:
+                    asyncio.get_running_loop().call_later(duration, client.stop)
+                await client.run(stream, realtime=True)
+
+        try:
+            asyncio.run(drive())
+        except KeyboardInterrupt:  # asyncio.run cancelled the session first: the recording is finished
+            interrupted = True
+        finally:
+            if window is not None:
+                window.close()
+    stats = client.stats
+    table = Table(show_header=False, box=None)
+    table.add_row("frames tracked", f"{stream.faces} with a face of {stream.frames}")
+    table.add_row("sent", f"{stats.frames_sent} packets, {stats.bytes_per_frame:.1f} B/frame, "
+                          f"{stats.key_frames} key frames, {stats.connections} session(s)")  # fmt: skip
+    p50, p95 = stats.round_trip_ms_p50, stats.round_trip_ms_p95
+    if p50 is not None and p95 is not None:
+        window_frames = settings.client.latency_window
+        table.add_row("round trip", f"p50 {p50:.0f} ms, p95 {p95:.0f} ms (last {window_frames} frames)")
+    table.add_row("received", f"{stats.frames_received} video frames")
+    by_gateway = ", ".join(f"{reason} {n}" for reason, n in stats.gateway_dropped.items()) or "-"
+    table.add_row("dropped", f"{stats.dropped_offline} while disconnected, {stats.dropped_congested} congested; "
+                             f"by the gateway: {by_gateway}")  # fmt: skip
+    if client.recording is not None:
+        table.add_row("recording", f"{client.recording.path} ({client.recording.frames} frames)")
+    stdout.print(table)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command("view")
+def view_command(
+    server: Annotated[str, typer.Option(help="the gateway's URL, e.g. http://127.0.0.1:8080")],
+    token: Annotated[str, typer.Option(help="a view token (`headcast token --role view`)")],
+    record: Annotated[Path, typer.Option(help="write the avatar's video to this MP4")],
+    room: Annotated[str | None, typer.Option(help="the room (default: the token's)")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+) -> None:
+    """Watch a room's avatar and record it; ends when the sender leaves, after --duration, or on Ctrl-C."""
+    import asyncio
+
+    from edge.client import ViewerClient
+    from edge.display import LiveStats
+    from edge.errors import EdgeError
+
+    interrupted = False
+    with _errors(EdgeError):
+        viewer = ViewerClient(server, token, room=room, record=record)
+
+        async def watch() -> None:
+            async with LiveStats(console, lambda: viewer.stats, f"room {viewer.room}"):
+                await viewer.run(duration)
+
+        try:
+            asyncio.run(watch())
+        except KeyboardInterrupt:  # asyncio.run cancelled the viewer first: the recording is finished
+            interrupted = True
+    recorded = viewer.recording.frames if viewer.recording is not None else 0
+    ended = "interrupted" if interrupted else viewer.ended_because
+    stdout.print(f"recorded {recorded} frames to {record} ({ended})", highlight=False)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def serve(
+    address: Annotated[str | None, typer.Option(help="a Ray cluster to join (default: start Ray locally)")] = None,
+    host: Annotated[str | None, typer.Option(help="the gateway's interface (configs/gateway.yaml: host)")] = None,
+    port: Annotated[int | None, typer.Option(help="the gateway's port (configs/gateway.yaml: port)")] = None,
+    registry: Annotated[str | None, typer.Option(help="target registry: a path or fsspec URI")] = None,
+    replicas: Annotated[int | None, typer.Option(help="render replicas (configs/serving.yaml: num_replicas)")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    runtime: Annotated[str | None, typer.Option(help="eager, bf16, compiled, cuda-graphs, onnx or tensorrt")] = None,
+    serving_config: Annotated[Path | None, typer.Option(help="a serving.yaml instead of the packaged one")] = None,
+    gateway_config: Annotated[Path | None, typer.Option(help="a gateway.yaml instead of the packaged one")] = None,
+) -> None:
+    """Serve live avatars: the Ray Serve app `avatar` and the WebRTC gateway in front of it.
+
+    Starts Ray locally unless --address names a cluster, deploys the app, and serves the gateway
+    until Ctrl-C (which removes the app and, when it was started here, stops Ray).
+    """
+    from pydantic import ValidationError
+
+    from inference.protocol import RenderError
+    from inference.serve_config import ServingConfig
+    from signaling.auth import AuthError, load_secret
+    from signaling.config import GatewayConfig
+
+    with _errors(AuthError, RenderError, ValueError, ValidationError):
+        serving = ServingConfig.load(serving_config, registry=registry, num_replicas=replicas, device=device,
+                                     runtime=runtime)  # fmt: skip
+        gateway = GatewayConfig.load(gateway_config, host=host, port=port, app_name=serving.app_name)
+        secret = load_secret()
+    import ray
+    from ray import serve as ray_serve
+
+    from inference.serve_app import run_app
+    from signaling.gateway import run_gateway
+    from signaling.renderer import ServeRenderer
+
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
+            run_app(serving)
+        console.print(f"gateway on http://{gateway.host}:{gateway.port} — metrics at /metrics; "
+                      "mint tokens with `headcast token`", highlight=False)  # fmt: skip
+        run_gateway(gateway, ServeRenderer(serving.app_name), secret)
+    finally:
+        ray_serve.delete(serving.app_name)
+        if address is None:
+            ray.shutdown()
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("headcast-demo"),
+    base_steps: Annotated[
+        int, typer.Option(min=1, help="stage-1 steps of the demo's base, when the woman is not enrolled yet")
+    ] = 200,
 ) -> None:
-    """Run headcast on the embedded default: the sample clip's man drives an avatar of its woman.
+    """Run headcast on the embedded default: the sample clip's man drives a live avatar of its woman.
 
-    Tracks the clip (annotated video), fits the woman as the target once (cached), streams the man's
-    coefficients through the compact wire codec, retargets them onto her and renders NMFC frames.
+    Tracks the clip (annotated video); enrols the woman once (cached); starts local Ray with the Serve
+    app and the WebRTC gateway on loopback; streams the man's coefficients from the Python edge and
+    records the avatar a viewer receives, a side-by-side video (source | NMFC | avatar) and a report.
     """
-    from headcast.demo import REENACTMENT_VIDEO, REPORT, TARGET_MODEL, reenact, target_model, write_report
-    from headcast.geometry import load_fit_config
+    import asyncio
+
+    from edge.errors import EdgeError
+    from headcast import demo as live
+    from inference.protocol import RenderError
+    from inference.registry import RegistryError
+    from training.checkpoint import TrainingError
+    from training.finetune import EnrollError
 
     with _errors():
         clip = assets.resolve("sample_clip")
     stdout.print(f"[bold]headcast demo[/]: the sample clip {clip}", highlight=False)
     tracks = _track_to(str(clip), out_dir, identities=True, masks=False, video=True, max_frames=None,
                        config_path=None)  # fmt: skip
-    with _errors():
-        if not tracks.people:
-            raise FitError("nobody was tracked in the sample clip")
+    with _errors(EdgeError, RenderError, RegistryError, EnrollError, TrainingError):
+        if len(tracks.people) < 2:
+            raise FitError("the demo needs the sample clip's two people; the tracking found fewer")
         target = tracks.main_person()
-        others = [p.id for p in tracks.people if p.id != target]
-        source = max(others, key=lambda p: len(tracks.frames_of(p))) if others else target
-        with console.status(f"fitting person {target} as the target"):
-            model, cached = target_model(tracks, target, load_fit_config(), out_dir / TARGET_MODEL)
-        with _progress() as progress:
-            task = progress.add_task(f"person {source} drives person {target}", total=len(tracks.frames), rate="")
-            report = reenact(clip, tracks, source, model, out_dir / REENACTMENT_VIDEO,
-                             lambda _i: progress.update(task, advance=1))  # fmt: skip
-        report["target_person"] = target
-        report["target_model_cached"] = cached
-        write_report(report, out_dir)
+        source = max((p.id for p in tracks.people if p.id != target), key=lambda p: len(tracks.frames_of(p)))
+        registry, cached = live.ensure_demo_target(clip, live.demo_cache(), _fetch_log, base_steps)
+        fps = tracks.source.fps
+        stream = live.retimed(tracks, source, fps)
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=False)
+        try:
+            with console.status(f"person {source} drives the avatar of person {target} ({len(stream)} frames)"):
+                session = asyncio.run(live.live_session(registry, stream, fps, out_dir, _fetch_log))
+        finally:
+            from ray import serve as ray_serve
+
+            ray_serve.shutdown()
+            ray.shutdown()
+        with console.status("writing the side-by-side video"):
+            paired = live.write_side_by_side(clip, registry, session, fps, out_dir / live.SIDE_BY_SIDE_VIDEO)
+        report = live.session_report(session, source, len(stream), fps, cached, paired)
+        live.write_report(report, out_dir)
     table = Table(show_header=False, box=None)
-    table.add_row("target", f"person {target} ({'cached' if cached else 'fitted'}: {out_dir / TARGET_MODEL})")
-    table.add_row("driven by", f"person {source}, {report['frames_driven']} frames")
-    uplink = (
-        f"{report['wire_bytes_per_frame_mean']} B/frame compact ({report['wire_kbit_per_s_at_30fps']} kbit/s "
-        f"at 30 fps; plain {report['wire_plain_bytes_per_frame']} B)"
-    )
-    table.add_row("uplink", uplink)
-    stage_ms = report["stage_ms_median"]
-    assert isinstance(stage_ms, dict)
-    table.add_row("per frame", ", ".join(f"{stage} {ms} ms" for stage, ms in stage_ms.items()))
-    table.add_row("reenactment video", str(out_dir / REENACTMENT_VIDEO))
-    table.add_row("report", str(out_dir / REPORT))
+    table.add_row("target", f"person {target} as {live.DEMO_TARGET!r} ({'cached' if cached else 'enrolled'}: "
+                            f"{registry})")  # fmt: skip
+    table.add_row("driven by", f"person {source}, {len(stream)} frames at {fps:g} fps")
+    table.add_row("uplink", f"{report['uplink_bytes_per_frame']} B/frame ({report['uplink_kbit_per_s']} kbit/s)")
+    trip = report["round_trip_ms"]
+    table.add_row("round trip", f"p50 {trip['p50']} ms, p95 {trip['p95']} ms (coefficients → rendered frame)")
+    table.add_row("video", f"self-view {report['self_view_fps']} fps; viewer received {report['viewer_frames']} frames")
+    table.add_row("dropped", ", ".join(f"{k} {v}" for k, v in report["dropped"].items()))
+    table.add_row("gateway p50", ", ".join(f"{k} {v} ms" for k, v in report["gateway_stage_ms_p50"].items()))
+    table.add_row("avatar video", str(out_dir / live.AVATAR_VIDEO))
+    table.add_row("side by side", str(out_dir / live.SIDE_BY_SIDE_VIDEO))
+    table.add_row("report", str(out_dir / live.REPORT))
     stdout.print(table)
 
 
