@@ -22,9 +22,10 @@ lint: install
 
 install: system $(STAMP)
 
-# Debian packages: opencv-doc carries the sample clip (Megamind.avi).
+# Debian packages: opencv-doc carries the sample clip (Megamind.avi); prometheus (and promtool) for the
+# metrics tests and ops/prometheus.
 system:
-	@bash ops/install-system-packages.sh opencv-doc
+	@bash ops/install-system-packages.sh opencv-doc prometheus
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
