@@ -169,10 +169,10 @@ async def _scrape(url: str) -> dict[str, float]:
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
                 buckets.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
-    return {stage: round(_histogram_quantile(points, 0.5) * 1000, 2) for stage, points in buckets.items()}
+    return {stage: round(histogram_quantile(points, 0.5) * 1000, 2) for stage, points in buckets.items()}
 
 
-def _histogram_quantile(points: list[tuple[float, float]], q: float) -> float:
+def histogram_quantile(points: list[tuple[float, float]], q: float) -> float:
     """Return Prometheus's histogram_quantile: linear interpolation inside the bucket holding the quantile."""
     points = sorted(points)
     total = points[-1][1]

@@ -22,7 +22,7 @@ import torch
 from ray import serve
 from ray.serve import Application
 
-from inference.avatar import AvatarTarget, replica_name
+from inference.avatar import AvatarTarget, CropFraming, NmfcMode, replica_name
 from inference.protocol import RenderError, RenderRequest, RenderResult
 from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
 from inference.serve_config import ServingConfig
@@ -59,11 +59,11 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
         previous_frames=generator.config.previous_frames,
         output_size=config.output_size,
         device=device,
-        rasterise=_rasteriser(config, device),
+        rasterise=_rasteriser(config, device, CropFraming.of(bundle).nmfc_mode),
     )
 
 
-def _rasteriser(config: ServingConfig, device: torch.device) -> Any:
+def _rasteriser(config: ServingConfig, device: torch.device, mode: NmfcMode) -> Any:
     """Return the NMFC rasteriser for `AvatarTarget` (None: face3d's CPU rasteriser)."""
     choice = config.rasteriser
     if choice == "auto":
@@ -72,7 +72,7 @@ def _rasteriser(config: ServingConfig, device: torch.device) -> Any:
         return None
     from inference.raster_torch import numpy_rasteriser
 
-    return numpy_rasteriser(choice, device)
+    return numpy_rasteriser(choice, device, mode=mode)
 
 
 def _deployment(config: ServingConfig) -> type:

@@ -147,3 +147,14 @@ def test_a_request_for_another_target_is_refused(target: AvatarTarget) -> None:
     other = RenderRequest("someone", "s1", (DriveFrame(coefficients(0), None),))
     with pytest.raises(RenderError, match="sent to target"):
         target.render([other])
+
+
+def test_the_torch_rasteriser_frames_the_same_nmfc(bundle: TargetBundle, target: AvatarTarget) -> None:
+    """Serving on a GPU rasterises with torch: the same crop's NMFC, pixel for pixel but for depth ties."""
+    from inference.raster_torch import numpy_rasteriser
+
+    on_torch = AvatarTarget(bundle, target.runtime, size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
+                            device=torch.device("cpu"), rasterise=numpy_rasteriser("torch", "cpu"))  # fmt: skip
+    window = request(coefficients(0, 0.3, (0.1, 0.3, 0.0)), coefficients(1, 0.6, (0.1, 0.35, 0.0)))
+    cpu, torch_nmfc = target.nmfc_window(window), on_torch.nmfc_window(window)
+    assert (cpu == torch_nmfc).all(axis=-1).mean() >= 0.995

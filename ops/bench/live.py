@@ -1,0 +1,186 @@
+"""Live sessions end to end: latency per stage and sustained fps for 1, 4 and 8 concurrent sessions.
+
+Everything real and on this machine: local Ray with the Serve app `avatar` (one CPU replica, eager,
+the tiny generator at 128², composited frames at 256²), the gateway on loopback, and N Python edge
+clients (`SenderClient`) each driving its own room at 25 fps with a talking face (jawOpen
+oscillating, the head turning). The generator's weights are random: speed does not depend on them.
+
+Per session count: the coefficient → "rendered" round trip (p50/p95 over every session's frames),
+the rendered fps per session (frames the gateway rendered ÷ seconds streamed), the self-view fps, the
+gateway's per-stage p50/p95 from its /metrics histograms (queue, render = the Serve call, and on
+the replica nmfc, generator, composite), and frames dropped as superseded (rendering fell behind;
+newest wins). Uplink: the compact wire's bytes per frame next to libx264 (CRF 23, preset medium,
+zerolatency) of the same session's received 256² avatar frames.
+
+    python ops/bench/live.py            # 1, 4, 8 sessions × 20 s
+    python ops/bench/live.py --quick    # 1 and 2 sessions × 5 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from _record import record
+from bandwidth import x264_sizes
+
+from face3d.coefficients import Coefficients
+
+FPS = 25
+
+
+async def talking(fps: int, seconds: float, phase: float) -> AsyncIterator[Coefficients]:
+    """Yield `seconds` of a talking, gently turning face at `fps`."""
+    for seq in range(round(fps * seconds)):
+        blendshapes = np.zeros(52, np.float32)
+        blendshapes[25] = 0.5 + 0.5 * np.sin(seq / 4 + phase)
+        rotation = np.array([0.0, 0.25 * np.sin(seq / 20 + phase), 0.0], np.float32)
+        yield Coefficients(seq, round(seq * 1000 / fps), blendshapes, rotation, np.zeros(2, np.float32), 0.0135)
+        await asyncio.sleep(0)
+
+
+def bench_registry(root: Path) -> str:
+    """Return a registry holding target "bench": the demo's woman (person model, framing) with a tiny@128 G."""
+    import torch
+
+    from edge.pipeline import track_video
+    from face3d import assets
+    from face3d.fit import fit_person
+    from inference.networks import Generator, load_model_config
+    from inference.registry import Consent, TargetBundle, TargetMetadata, TargetRegistry
+    from training.enroll import crop_record
+    from training.geometry import fitted_frames, load_fit_config
+    from training.preprocess import PreprocessConfig
+
+    tracks = track_video(assets.resolve("sample_clip"), identities=True, masks=False)
+    frames = tracks.frames_of(tracks.main_person())
+    fit = fit_person(frames, load_fit_config())
+    fitted = fitted_frames(fit)
+    model = load_model_config("tiny")
+    generator = Generator(model.generator)
+    generator.convert_adain_to_instance_norm(torch.randn(model.identity_dim))
+    crop = crop_record([[f for f in frames if f.index in fitted]], tracks.source.width, PreprocessConfig.load())
+    metadata = TargetMetadata("bench", "bench", Consent("benchmark", "2026-11-26T00:00:00+00:00", "0" * 64), "tiny",
+                              (), {"model_config": model.model_dump(mode="json"), "crop": crop})  # fmt: skip
+    plate = np.full((model.size_px, model.size_px, 3), 96, np.uint8)
+    bundle = TargetBundle(metadata, generator.state_dict(), fit.model, np.zeros(model.identity_dim, np.float32), plate)
+    TargetRegistry(str(root)).save(bundle)
+    return str(root)
+
+
+async def run_sessions(count: int, seconds: float) -> dict[str, Any]:
+    """Return the measurements of `count` concurrent sessions streaming for `seconds`."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge.client import SenderClient
+    from headcast.demo import histogram_quantile
+    from signaling.auth import mint_token
+    from signaling.config import GatewayConfig
+    from signaling.gateway import start_gateway
+    from signaling.renderer import ServeRenderer
+
+    secret = os.urandom(32)
+    gateway = await start_gateway(GatewayConfig.load(port=0), ServeRenderer("avatar"), secret)
+    frames: list[npt.NDArray[np.uint8]] = []
+    try:
+        clients = [
+            SenderClient(
+                gateway.url,
+                mint_token(secret, f"s{i}", f"room{i}", "send", ("bench",)),
+                "bench",
+                fps=FPS,
+                on_frame=frames.append if i == 0 else None,
+            )
+            for i in range(count)
+        ]
+        began = time.monotonic()
+        stats = await asyncio.gather(*(c.run(talking(FPS, seconds, i), realtime=True) for i, c in enumerate(clients)))
+        elapsed = time.monotonic() - began
+        async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/metrics") as response:
+            text = await response.text()
+    finally:
+        await gateway.stop()
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "headcast_gateway_stage_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
+    stages = {
+        stage: {f"p{round(q * 100)}": round(histogram_quantile(points, q) * 1000, 2) for q in (0.5, 0.95)}
+        for stage, points in buckets.items()
+    }
+    rendered = [s.gateway_rendered for s in stats]
+    avatar = [f for f in frames if float(np.std(f)) >= 1.0][-100:]
+    x264 = (
+        x264_sizes([np.ascontiguousarray(f) for f in avatar], FPS)
+        if avatar and avatar[0].shape[:2] == (256, 256)
+        else []
+    )
+    return {
+        "sessions": count,
+        "seconds": round(elapsed, 1),
+        "round_trip_ms_p50": _median([s.round_trip_ms_p50 for s in stats]),
+        "round_trip_ms_p95": _median([s.round_trip_ms_p95 for s in stats]),
+        "rendered_fps_per_session": round(float(np.median(rendered)) / seconds, 1),
+        "self_view_fps": round(float(np.median([s.frames_received for s in stats])) / elapsed, 1),
+        "superseded_per_session": float(np.median([s.gateway_dropped.get("superseded", 0) for s in stats])),
+        "uplink_bytes_per_frame": round(float(np.mean([s.bytes_per_frame for s in stats])), 1),
+        "x264_bytes_per_frame": round(float(np.mean(x264)), 1) if x264 else None,
+        "stage_ms": stages,
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(float(np.median(present)), 1) if present else None
+
+
+def main() -> None:
+    """Run the benchmark and record it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 and 2 sessions × 5 s (CI smoke)")
+    args = parser.parse_args()
+    counts, seconds = ((1, 2), 5.0) if args.quick else ((1, 4, 8), 20.0)
+    import ray
+    from ray import serve
+
+    from inference.serve_app import run_app
+    from inference.serve_config import ServingConfig
+
+    with tempfile.TemporaryDirectory() as work:
+        registry = bench_registry(Path(work) / "registry")
+        ray.init(include_dashboard=False, log_to_driver=False)
+        try:
+            run_app(ServingConfig.load(registry=registry, num_cpus=0.0))
+            asyncio.run(run_sessions(1, 2.0))  # warm-up: the replica loads the target
+            runs = [asyncio.run(run_sessions(n, seconds)) for n in counts]
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+    for run in runs:
+        print(run)
+    one = runs[0]
+    ratio = (one["x264_bytes_per_frame"] or 0) / max(one["uplink_bytes_per_frame"], 1e-9)
+    summary = (
+        "; ".join(
+            f"{r['sessions']} session(s): {r['rendered_fps_per_session']} fps each, "
+            f"round trip p50 {r['round_trip_ms_p50']} ms"
+            for r in runs
+        )
+        + f"; uplink {one['uplink_bytes_per_frame']} B/frame vs x264 {one['x264_bytes_per_frame']} ({ratio:.0f}×)"
+    )
+    record("live", {"fps_target": FPS, "seconds": seconds, "runs": runs}, summary, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
