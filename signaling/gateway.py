@@ -24,8 +24,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from signaling.auth import AuthError, Grant, require, verify_token
 from signaling.config import GatewayConfig
+from signaling.enrolment import add_enrolment_routes
 from signaling.errors import GatewayError, RendererUnavailableError
 from signaling.metrics import GatewayMetrics
+from signaling.pages import add_page_routes
 from signaling.renderer import Renderer
 from signaling.sessions import Peer, Room, SenderSession, log_failure
 from signaling.tracks import AvatarTrack
@@ -396,8 +398,12 @@ class PathAccessLogger(AbstractAccessLogger):
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
-def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes) -> web.Application:
-    """Return the gateway's aiohttp application; every peer connection is closed on its shutdown."""
+def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None) -> web.Application:
+    """Return the gateway's aiohttp application; every peer connection is closed on its shutdown.
+
+    enroller: what starts and follows enrolment jobs for uploads (signaling/enrolment.py); None: no
+    enrolment routes.
+    """
     gateway = Gateway(config, renderer, secret)
     max_body = 2 * config.limits.max_sdp_bytes + _JSON_ENVELOPE_BYTES
     app = web.Application(middlewares=[gateway.errors], client_max_size=max_body)
@@ -407,6 +413,8 @@ def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes) -> web.
     app.router.add_get("/api/rooms/{room}", gateway.describe)
     app.router.add_get("/metrics", gateway.metrics_page)
     app.router.add_get("/healthz", gateway.healthz)
+    add_page_routes(app, config)
+    add_enrolment_routes(app, config, secret, enroller)
 
     async def on_startup(app: web.Application) -> None:
         gateway._spawn(gateway.sample_traffic())
@@ -436,7 +444,9 @@ class RunningGateway:
         await self.runner.cleanup()
 
 
-async def start_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes) -> RunningGateway:
+async def start_gateway(
+    config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None
+) -> RunningGateway:
     """Return a gateway serving on `config.host`:`config.port` (0: a free port) in the running loop."""
     runner = web.AppRunner(create_app(config, renderer, secret), access_log_class=PathAccessLogger)
     await runner.setup()
@@ -446,7 +456,7 @@ async def start_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes
     return RunningGateway(f"http://{host}:{port}", runner)
 
 
-def run_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes) -> None:
+def run_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None) -> None:
     """Serve the gateway until interrupted (what `headcast serve` calls, after connecting to Ray)."""
     web.run_app(
         create_app(config, renderer, secret), host=config.host, port=config.port, access_log_class=PathAccessLogger
