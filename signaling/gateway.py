@@ -448,7 +448,7 @@ async def start_gateway(
     config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None
 ) -> RunningGateway:
     """Return a gateway serving on `config.host`:`config.port` (0: a free port) in the running loop."""
-    runner = web.AppRunner(create_app(config, renderer, secret), access_log_class=PathAccessLogger)
+    runner = web.AppRunner(create_app(config, renderer, secret, enroller), access_log_class=PathAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
@@ -459,5 +459,8 @@ async def start_gateway(
 def run_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None) -> None:
     """Serve the gateway until interrupted (what `headcast serve` calls, after connecting to Ray)."""
     web.run_app(
-        create_app(config, renderer, secret), host=config.host, port=config.port, access_log_class=PathAccessLogger
+        create_app(config, renderer, secret, enroller),
+        host=config.host,
+        port=config.port,
+        access_log_class=PathAccessLogger,
     )
