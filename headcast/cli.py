@@ -744,11 +744,15 @@ def serve(
     runtime: Annotated[str | None, typer.Option(help="eager, bf16, compiled, cuda-graphs, onnx or tensorrt")] = None,
     serving_config: Annotated[Path | None, typer.Option(help="a serving.yaml instead of the packaged one")] = None,
     gateway_config: Annotated[Path | None, typer.Option(help="a gateway.yaml instead of the packaged one")] = None,
+    deploy: Annotated[
+        bool, typer.Option(help="deploy the Serve app (--no-deploy: a further gateway for an app already running)")
+    ] = True,
 ) -> None:
     """Serve live avatars: the Ray Serve app `avatar` and the WebRTC gateway in front of it.
 
     Starts Ray locally unless --address names a cluster, deploys the app, and serves the gateway
-    until Ctrl-C (which removes the app and, when it was started here, stops Ray).
+    until Ctrl-C (which removes the app it deployed and, when it was started here, stops Ray). With
+    --no-deploy it only adds a gateway in front of an app another `headcast serve` deployed.
     """
     from pydantic import ValidationError
 
@@ -771,13 +775,15 @@ def serve(
 
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
-            run_app(serving)
+        if deploy:
+            with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
+                run_app(serving)
         console.print(f"gateway on http://{gateway.host}:{gateway.port} — metrics at /metrics; "
                       "mint tokens with `headcast token`", highlight=False)  # fmt: skip
         run_gateway(gateway, ServeRenderer(serving.app_name), secret)
     finally:
-        ray_serve.delete(serving.app_name)
+        if deploy:
+            ray_serve.delete(serving.app_name)
         if address is None:
             ray.shutdown()
 
