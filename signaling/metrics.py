@@ -16,6 +16,10 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0
 INTERVAL_BUCKETS_S = (0.01, 0.017, 0.025, 0.033, 0.04, 0.05, 0.067, 0.1, 0.2, 0.5, 1.0)
 STAGES = ("queue", "render", "nmfc", "generator", "composite")
 DROP_REASONS = ("stale", "superseded", "bad", "rate")
+# docs/live-protocol.md's error codes, and the codes a frame can fail with after all retries.
+REFUSAL_CODES = ("bad_request", "unauthorized", "forbidden", "unknown_target", "unknown_room", "room_busy",
+                 "room_full", "too_large", "too_many_sessions", "unavailable")  # fmt: skip
+FAILURE_CODES = ("unavailable", "render_failed")
 
 
 class GatewayMetrics:
@@ -60,6 +64,10 @@ class GatewayMetrics:
             self.packets_dropped.labels(reason)
         for role in ("send", "view"):
             self.sessions.labels(role)
+        for code in REFUSAL_CODES:
+            self.refusals.labels(code)
+        for code in FAILURE_CODES:
+            self.render_failures.labels(code)
 
     def exposition(self) -> bytes:
         """Return every metric in Prometheus' text exposition format."""
