@@ -55,6 +55,12 @@ class GatewayConfig(configs.StrictConfig):
     connect_timeout_s: float = Field(
         20.0, gt=0, description="a peer not connected this long after its answer is closed (frees its room)"
     )
+    sender_silence_s: float = Field(
+        6.0,
+        gt=0,
+        description="a sender silent this long (the edge pings every second) is gone: its room closes "
+        "at once, rather than when ICE consent fails 24-36 s later, so a reconnecting edge finds it free",
+    )
     placeholder_size_px: int = Field(
         256, ge=16, description="side of the grey frame sent before the first render; set to serving's output_size"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -309,11 +310,18 @@ class Gateway:
         task.add_done_callback(log_failure)
 
     async def sample_traffic(self) -> None:
-        """Count the video bytes every peer sent, every `stats_interval_s` (runs while the app serves)."""
+        """Count the video bytes every peer sent and close rooms whose sender went silent, every
+        `stats_interval_s` (runs while the app serves)."""
         while True:
             await asyncio.sleep(self.config.stats_interval_s)
             for peer in list(self.peers.values()):
                 await self._count_video_bytes(peer)
+            now = time.monotonic()
+            for room in list(self.rooms.values()):
+                silent_s = now - room.sender.last_message_at
+                if room.sender.channel_attached and silent_s > self.config.sender_silence_s:
+                    log.info("room %s: sender silent for %.1f s, closing the room", room.name, silent_s)
+                    await self._close_room(room)
 
     async def _count_video_bytes(self, peer: Peer) -> None:
         # aiortc's stats are plain counters, readable in any state, so a closing peer's last bytes count too.

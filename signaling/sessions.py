@@ -130,6 +130,7 @@ class SenderSession:
         self._channel: RTCDataChannel | None = None
         self._last_error: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_message_at = time.monotonic()  # the silence watchdog closes a room whose sender went quiet
 
     # ------------------------------------------------------------------------------------------ the channel
 
@@ -152,6 +153,7 @@ class SenderSession:
     def receive(self, message: bytes | str) -> None:
         """Handle one data-channel message: a wire packet (newest wins) or a JSON ping."""
         size = len(message.encode() if isinstance(message, str) else message)
+        self.last_message_at = time.monotonic()
         self.counters.received += 1
         self.metrics.packets_received.inc()
         self.metrics.bytes.labels("in", "coeffs").inc(size)

@@ -314,6 +314,28 @@ def test_the_sender_leaving_frees_its_room_and_sessions(avatar_app: ServingConfi
     live(avatar_app, scenario)
 
 
+def test_a_sender_gone_silent_loses_its_room_long_before_ice_notices(avatar_app: ServingConfig) -> None:
+    """A sender whose network vanished (no packets, no pings) looks connected to ICE for 24-36 s; the
+    silence watchdog closes its room after `sender_silence_s` (1 s here, checked every 0.2 s), so the
+    edge reconnecting finds the room free."""
+
+    async def scenario(running: RunningGateway, http: aiohttp.ClientSession, output_px: int) -> None:
+        sender = Client(output_px, sender=True)
+        await sender.join(http, "/api/rooms/room-1/send", token("send"), target=TARGET)
+        await sender.opened()
+        await drive(sender, seconds=0.4)
+        went_quiet = time.monotonic()
+        gateway = running.gateway
+        await until(lambda: not gateway.rooms, 5, "the silent sender's room to close")
+        assert 1.0 <= time.monotonic() - went_quiet < 3.0
+        again = Client(output_px, sender=True)
+        await again.join(http, "/api/rooms/room-1/send", token("send"), target=TARGET)
+        await again.pc.close()
+        await sender.pc.close()
+
+    live(avatar_app, scenario, sender_silence_s=1.0, stats_interval_s=0.2)
+
+
 def test_offers_for_targets_rooms_and_sessions_that_cannot_be_had(avatar_app: ServingConfig) -> None:
     async def refused(http: aiohttp.ClientSession, path: str, bearer: str, body: dict[str, Any]) -> tuple[int, str]:
         client = Client(32, sender=True)
