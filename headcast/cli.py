@@ -794,6 +794,7 @@ def demo(
     base_steps: Annotated[
         int, typer.Option(min=1, help="stage-1 steps of the demo's base, when the woman is not enrolled yet")
     ] = 200,
+    repeat: Annotated[int, typer.Option(min=1, help="play the man's 5 s stream this many times (time to watch)")] = 1,
 ) -> None:
     """Run headcast on the embedded default: the sample clip's man drives a live avatar of its woman.
 
@@ -822,7 +823,7 @@ def demo(
         source = max((p.id for p in tracks.people if p.id != target), key=lambda p: len(tracks.frames_of(p)))
         registry, cached = live.ensure_demo_target(clip, live.demo_cache(), _fetch_log, base_steps)
         fps = tracks.source.fps
-        stream = live.retimed(tracks, source, fps)
+        stream = live.retimed(tracks, source, fps, repeat)
         import ray
 
         ray.init(include_dashboard=False, log_to_driver=False)

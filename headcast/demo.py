@@ -97,14 +97,16 @@ async def paced_stream(frames: list[tuple[int, Coefficients]], log: SentLog) -> 
         await asyncio.sleep(0)
 
 
-def retimed(tracks: Tracks, person: int, fps: float) -> list[tuple[int, Coefficients]]:
-    """Return (frame index, coefficients) of a person's frames renumbered as one continuous stream at `fps`.
+def retimed(tracks: Tracks, person: int, fps: float, repeat: int = 1) -> list[tuple[int, Coefficients]]:
+    """Return (frame index, coefficients) of a person's frames renumbered as one continuous stream at `fps`,
+    played `repeat` times.
 
     The man appears in two shots; played back to back, the stream has no pause between them.
     """
-    stream = coefficient_stream(tracks.frames_of(person))
+    once = list(coefficient_stream(tracks.frames_of(person)))
     out = []
-    for seq, (frame, coefficients) in enumerate(stream):
+    for seq in range(len(once) * repeat):
+        frame, coefficients = once[seq % len(once)]
         out.append((frame.index, dataclasses.replace(coefficients, seq=seq, timestamp_ms=round(seq * 1000 / fps))))
     return out
 
@@ -127,7 +129,7 @@ async def live_session(
     gateway = await start_gateway(GatewayConfig.load(port=0), ServeRenderer(serving.app_name), secret)
     try:
         view_token = mint_token(secret, "demo-viewer", DEMO_ROOM, "view", ttl_s=3600, max_sessions=8)
-        announce(f"watch: POST an offer to {gateway.url}/api/rooms/{DEMO_ROOM}/view with token {view_token}")
+        announce(f"watch in a browser: {gateway.url}/view?room={DEMO_ROOM}#token={view_token}")
         send_token = mint_token(secret, "demo", DEMO_ROOM, "send", (DEMO_TARGET,))
         received: list[tuple[float, npt.NDArray[np.uint8]]] = []
         sender = SenderClient(gateway.url, send_token, DEMO_TARGET, fps=round(fps),
