@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install system assets
+.PHONY: demo test lint install system assets web
 
 ## make demo: install what is missing, then run the main job on the embedded default.
 demo: install
@@ -20,12 +20,21 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-install: system $(STAMP)
+install: system $(STAMP) web
 
 # Debian packages: opencv-doc carries the sample clip (Megamind.avi); prometheus (and promtool) for the
-# metrics tests and ops/prometheus.
+# metrics tests and ops/prometheus; chromium for the browser pages' tests (Playwright drives it).
 system:
-	@bash ops/install-system-packages.sh opencv-doc prometheus
+	@bash ops/install-system-packages.sh opencv-doc prometheus chromium
+
+# The browser pages' one dependency (MediaPipe's tasks-vision: its module, WASM), exactly as locked.
+WEB_STAMP := web/node_modules/.installed
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || bash ops/install-system-packages.sh nodejs npm
+	npm ci --prefix web --no-audit --no-fund
+	touch $(WEB_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
