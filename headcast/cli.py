@@ -769,6 +769,7 @@ def serve(
     import ray
     from ray import serve as ray_serve
 
+    from headcast.enrolment import JobEnroller
     from inference.serve_app import run_app
     from signaling.gateway import run_gateway
     from signaling.renderer import ServeRenderer
@@ -778,9 +779,12 @@ def serve(
         if deploy:
             with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
                 run_app(serving)
-        console.print(f"gateway on http://{gateway.host}:{gateway.port} — metrics at /metrics; "
-                      "mint tokens with `headcast token`", highlight=False)  # fmt: skip
-        run_gateway(gateway, ServeRenderer(serving.app_name), secret)
+        url = f"http://{gateway.host}:{gateway.port}"
+        console.print(f"gateway on {url}: pages {url}/send, {url}/view, {url}/enrol (the token goes after #token=); "
+                      "metrics at /metrics; mint tokens with `headcast token`", highlight=False)  # fmt: skip
+        # Uploads from the enrolment page become enrolment jobs (configs/gateway.yaml `enrolment`).
+        enroller = JobEnroller.from_config(gateway.enrolment, serving.registry)
+        run_gateway(gateway, ServeRenderer(serving.app_name), secret, enroller)
     finally:
         if deploy:
             ray_serve.delete(serving.app_name)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 import configs
+from face3d import assets
 
 
 class LimitsConfig(configs.StrictConfig):
@@ -27,6 +28,42 @@ class LimitsConfig(configs.StrictConfig):
     max_upload_bytes: int = Field(
         256 * 1024 * 1024, ge=1, description="largest enrolment upload (500 frames of 720p video fit in 256 MiB)"
     )
+
+
+class EnrolmentConfig(configs.StrictConfig):
+    """Uploads for enrolment and the jobs they start (configs/gateway.yaml `enrolment`)."""
+
+    uploads_dir: Path | None = Field(
+        None, description="folder for uploads in progress; None: 'uploads' in headcast's cache folder. "
+        "Jobs read recordings from it, so with a remote cluster it must be a shared filesystem",
+    )  # fmt: skip
+    max_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=64 * 1024, description="largest body of one PUT; what is lost when a connection drops"
+    )
+    upload_ttl_s: float = Field(
+        3600.0, gt=0, description="an unfinished upload that received nothing this long is deleted"
+    )
+    max_pending_uploads: int = Field(
+        2, ge=1, description="unfinished uploads one subject may have at once (each may hold max_upload_bytes)"
+    )
+    sweep_interval_s: float = Field(
+        60.0, gt=0, description="how often expired uploads and those of finished jobs are removed"
+    )
+    enroller_timeout_s: float = Field(
+        10.0, gt=0, description="deadline for asking the enroller about a job or a target (503 after)"
+    )
+    profile: str = Field(
+        "default", min_length=1, description="configs/enroll.yaml profile the jobs fine-tune with (tiny-ci in CI)"
+    )
+    steps: int | None = Field(None, ge=1, description="fine-tuning steps; None: the profile's")
+    base: Path | None = Field(None, description="a stage-1 checkpoint from `headcast pretrain`; None: fresh networks")
+    jobs_address: str | None = Field(
+        None, description="a Ray cluster's dashboard URL for the jobs; None: headcast's private local head"
+    )
+
+    def upload_folder(self) -> Path:
+        """Return the folder uploads are kept in."""
+        return self.uploads_dir if self.uploads_dir is not None else assets.cache_dir().parent / "uploads"
 
 
 class GatewayConfig(configs.StrictConfig):
@@ -70,6 +107,7 @@ class GatewayConfig(configs.StrictConfig):
         1.0, ge=0, description="a sender gets at most one error message per code this often"
     )
     limits: LimitsConfig = LimitsConfig()
+    enrolment: EnrolmentConfig = EnrolmentConfig()
 
     @model_validator(mode="after")
     def _default_fps_within_max(self) -> GatewayConfig:

@@ -120,3 +120,29 @@ def avatar_app(avatar_registry: str):  # type: ignore[no-untyped-def]
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+# --- enrolment jobs: a private Ray head for the gateway's enroller -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enrolment_jobs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A private cache (so the local Ray head that jobs start is this module's), registry and Ray token, with the
+    enrolment's models passed to the jobs by their environment variables; the head is stopped afterwards.
+
+    Yields the registry root.
+    """
+    from training.jobs import LocalCluster
+
+    root = tmp_path_factory.mktemp("enrolment-jobs")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation"):
+            patch.setenv(assets.ASSETS[name].env_var, str(assets.ensure(name)))
+        patch.setenv("HEADCAST_CACHE_DIR", str(root / "cache"))
+        patch.setenv("HEADCAST_REGISTRY", str(root / "registry"))
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(root / "ray_auth_token"))
+        patch.delenv("RAY_AUTH_TOKEN", raising=False)
+        try:
+            yield str(root / "registry")
+        finally:
+            LocalCluster().stop()
