@@ -99,6 +99,32 @@ def avatar_registry(avatar_bundle, tmp_path_factory: pytest.TempPathFactory) -> 
     return root
 
 
+def start_local_ray() -> None:
+    """Start a local Ray for one test module, once more if its start timed out.
+
+    The previous module's Ray may still be exiting when the next one starts; on a loaded 2-core
+    machine Ray's own start-up wait (the GCS port file) then runs out — once in ~500 tests here.
+    """
+    import time
+
+    import ray
+
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except RuntimeError as error:
+        if "Timed out" not in str(error):
+            raise
+        ray.shutdown()
+        time.sleep(3)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def local_ray_starter():  # type: ignore[no-untyped-def]
+    """start_local_ray, for modules that start their own Ray (with other Serve settings)."""
+    return start_local_ray
+
+
 @pytest.fixture(scope="module")
 def avatar_app(avatar_registry: str):  # type: ignore[no-untyped-def]
     """Local Ray with the Serve app "avatar" (one CPU replica, eager, 128² output) serving avatar_registry.
@@ -113,7 +139,7 @@ def avatar_app(avatar_registry: str):  # type: ignore[no-untyped-def]
     from inference.serve_config import ServingConfig
 
     config = ServingConfig.load(registry=avatar_registry, output_size=128, num_cpus=0.0)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray()
     try:
         run_app(config)
         yield config

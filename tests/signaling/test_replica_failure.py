@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ RESUME_BOUND_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def two_replicas(avatar_registry: str) -> Iterator[ServingConfig]:
+def two_replicas(avatar_registry: str, local_ray_starter: Callable[[], None]) -> Iterator[ServingConfig]:
     """Local Ray with the Serve app on two replicas (no CPUs reserved, so both fit on two cores)."""
     import ray
     from ray import serve
@@ -36,7 +36,7 @@ def two_replicas(avatar_registry: str) -> Iterator[ServingConfig]:
     from inference.serve_app import run_app
 
     config = ServingConfig.load(registry=avatar_registry, output_size=128, num_cpus=0.0, num_replicas=2)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    local_ray_starter()
     try:
         run_app(config)
         yield config
