@@ -106,6 +106,21 @@ def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> FakeCamera:
 # ---------------------------------------------------------------------------------------------- the browser
 
 
+def require_chromium_and_pages() -> None:
+    """Skip when Debian's Chromium is not installed; fail when the pages' dependency is (`make web`)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make system` does) to run the browser tests")
+    if not (WEB_DIR / "node_modules" / "@mediapipe" / "tasks-vision").is_dir():
+        pytest.fail("web/node_modules is missing: run `make web` (npm ci in web/) before the browser tests")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, tuple[str, ...]]:
+    """Return (Chromium's path, its launch arguments without a camera), for tests that launch their own."""
+    require_chromium_and_pages()
+    return str(CHROMIUM), CHROMIUM_ARGS
+
+
 @pytest.fixture(scope="module")
 def browser(fake_camera: FakeCamera) -> Iterator[Any]:
     """Headless Debian Chromium with the fake camera; skipped (with the reason) when it is not installed.
@@ -114,10 +129,7 @@ def browser(fake_camera: FakeCamera) -> Iterator[Any]:
     loop and `asyncio.run` — which the suite's other modules use — refuses to start. Each module that needs
     the browser gets one (a launch takes ~1 s) and stops Playwright when it is done.
     """
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make system` does) to run the browser tests")
-    if not (WEB_DIR / "node_modules" / "@mediapipe" / "tasks-vision").is_dir():
-        pytest.fail("web/node_modules is missing: run `make web` (npm ci in web/) before the browser tests")
+    require_chromium_and_pages()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

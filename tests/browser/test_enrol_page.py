@@ -25,28 +25,13 @@ from headcast.enrolment import JobEnroller
 from signaling.auth import mint_token
 from signaling.config import EnrolmentConfig, GatewayConfig
 from signaling.gateway import start_gateway
-from signaling.pages import WEB_DIR
 from signaling.renderer import ServeRenderer
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECRET = b"n" * 32
 TARGET = "woman"
 SUBJECT = "The woman of the sample clip"
-# STACK-NOTES "MediaPipe in headless Chromium": the fake camera, SwiftShader for MediaPipe's WebGL input, and
-# no attempts to reach hosts this machine cannot reach.
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-)
 # Her first shot (frames 1-72) forwards then backwards, 142 frames that Chromium loops without a cut, at 8 fps
 # (17.75 s): a 10 s recording holds ~80 frames, above the enrolment's 50 face frames + tiny-ci's 10 held out,
 # and few enough that tracking and fitting them takes ~30 s on two cores (120 frames at 12 fps took 47 s).
@@ -104,7 +89,7 @@ PAGE_STATE_JS = """() => {
 }"""
 
 
-def drive_enrol_page(url: str, camera: Path, artifacts: Path) -> Observed:
+def drive_enrol_page(url: str, camera: Path, artifacts: Path, chromium: tuple[str, tuple[str, ...]]) -> Observed:
     """Enrol the fake camera's person through the page; return what it showed (runs in its own thread)."""
     from playwright.sync_api import Route, expect, sync_playwright
 
@@ -126,7 +111,7 @@ def drive_enrol_page(url: str, camera: Path, artifacts: Path) -> Observed:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"]
+            executable_path=chromium[0], args=[*chromium[1], f"--use-file-for-fake-video-capture={camera}"]
         )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
@@ -191,12 +176,8 @@ def drive_enrol_page(url: str, camera: Path, artifacts: Path) -> Observed:
 
 
 def test_the_enrolment_page_records_uploads_and_follows_the_job_until_the_target_is_ready(
-    enrolment_jobs: str, server_thread: Any, artifacts: Path, tmp_path: Path
+    enrolment_jobs: str, server_thread: Any, artifacts: Path, tmp_path: Path, chromium: tuple[str, tuple[str, ...]]
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make system` does) to run the browser tests")
-    if not (WEB_DIR / "node_modules" / "@mediapipe" / "tasks-vision").is_dir():
-        pytest.fail("web/node_modules is missing: run `make web` (npm ci in web/) before the browser tests")
     camera = write_woman_y4m(tmp_path / "woman.y4m")
     uploads = tmp_path / "uploads"
     config = GatewayConfig(port=0, enrolment=EnrolmentConfig(uploads_dir=uploads, max_chunk_bytes=CHUNK_BYTES))
@@ -204,7 +185,9 @@ def test_the_enrolment_page_records_uploads_and_follows_the_job_until_the_target
     running = server_thread.call(start_gateway(config, ServeRenderer("absent"), SECRET, enroller))
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="playwright") as pool:
-            seen = pool.submit(drive_enrol_page, running.url, camera, artifacts).result(timeout=JOB_TIMEOUT_S + 120)
+            seen = pool.submit(drive_enrol_page, running.url, camera, artifacts, chromium).result(
+                timeout=JOB_TIMEOUT_S + 120
+            )
     finally:
         server_thread.call(running.stop())
     print("enrolment page screenshots:", *map(str, seen.screenshots), sep="\n  ")
