@@ -143,7 +143,7 @@ async def live_session(
         stats = await sending
         viewer.stop()
         viewer_stats = await watching
-        metrics = await _scrape(gateway.url)
+        metrics = {stage: q["p50"] for stage, q in (await stage_quantiles_ms(gateway.url)).items()}
     finally:
         await gateway.stop()
     return {
@@ -156,12 +156,12 @@ async def live_session(
     }
 
 
-async def _scrape(url: str) -> dict[str, float]:
-    """Return the median of each of the gateway's stage histograms (ms), read from its /metrics."""
+async def stage_quantiles_ms(url: str, quantiles: tuple[float, ...] = (0.5,)) -> dict[str, dict[str, float]]:
+    """Return each of the gateway's stage histograms' quantiles in ms ({"queue": {"p50": …}, …}), from its /metrics."""
     import aiohttp
     from prometheus_client.parser import text_string_to_metric_families
 
-    # Asynchronously: the gateway answering it runs on this very event loop.
+    # Asynchronously: the gateway answering it may run on this very event loop.
     async with aiohttp.ClientSession() as client, client.get(f"{url}/metrics") as response:
         text = await response.text()
     buckets: dict[str, list[tuple[float, float]]] = {}
@@ -171,7 +171,10 @@ async def _scrape(url: str) -> dict[str, float]:
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
                 buckets.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
-    return {stage: round(histogram_quantile(points, 0.5) * 1000, 2) for stage, points in buckets.items()}
+    return {
+        stage: {f"p{round(q * 100)}": round(histogram_quantile(points, q) * 1000, 2) for q in quantiles}
+        for stage, points in buckets.items()
+    }
 
 
 def histogram_quantile(points: list[tuple[float, float]], q: float) -> float:

@@ -83,11 +83,8 @@ def bench_registry(root: Path) -> str:
 
 async def run_sessions(count: int, seconds: float) -> dict[str, Any]:
     """Return the measurements of `count` concurrent sessions streaming for `seconds`."""
-    import aiohttp
-    from prometheus_client.parser import text_string_to_metric_families
-
     from edge.client import SenderClient
-    from headcast.demo import histogram_quantile
+    from headcast.demo import stage_quantiles_ms
     from signaling.auth import mint_token
     from signaling.config import GatewayConfig
     from signaling.gateway import start_gateway
@@ -110,20 +107,9 @@ async def run_sessions(count: int, seconds: float) -> dict[str, Any]:
         began = time.monotonic()
         stats = await asyncio.gather(*(c.run(talking(FPS, seconds, i), realtime=True) for i, c in enumerate(clients)))
         elapsed = time.monotonic() - began
-        async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/metrics") as response:
-            text = await response.text()
+        stages = await stage_quantiles_ms(gateway.url, (0.5, 0.95))
     finally:
         await gateway.stop()
-    buckets: dict[str, list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "headcast_gateway_stage_seconds":
-            for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    buckets.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
-    stages = {
-        stage: {f"p{round(q * 100)}": round(histogram_quantile(points, q) * 1000, 2) for q in (0.5, 0.95)}
-        for stage, points in buckets.items()
-    }
     rendered = [s.gateway_rendered for s in stats]
     avatar = [f for f in frames if float(np.std(f)) >= 1.0][-100:]
     x264 = (
