@@ -110,7 +110,8 @@ def project_to_image(
 def similarity_align(
     source: npt.ArrayLike, target: npt.ArrayLike, weights: npt.ArrayLike | None = None
 ) -> tuple[float, FloatArray, FloatArray]:
-    """Return (a, Q, c) minimising Σ w_k ‖a·Q·source_k + c − target_k‖² (weighted Umeyama, det Q = +1).
+    """Return (a, Q, c) minimising Σ w_k ‖a·Q·source_k + c − target_k‖² (weighted Umeyama, det Q = +1),
+    for points (N, D) in any dimension D (3 for meshes, 2 for image positions).
 
     Raises FitError when the points have collapsed (no similarity is defined).
     """
@@ -127,8 +128,8 @@ def similarity_align(
         raise FitError("degenerate pose: the landmarks have collapsed to a point, no pose can be estimated")
     cross = (dst_c * w[:, None]).T @ src_c
     u, sigma, vt = np.linalg.svd(cross)
-    sign = np.ones(3)
-    sign[2] = 1.0 if np.linalg.det(u @ vt) > 0 else -1.0
+    sign = np.ones(src.shape[1])
+    sign[-1] = 1.0 if np.linalg.det(u @ vt) > 0 else -1.0
     rotation = (u * sign) @ vt
     a = float(sigma @ sign) / src_var
     offset = dst_mean - a * rotation @ src_mean
