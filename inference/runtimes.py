@@ -142,7 +142,7 @@ class _GeneratorRuntime:
         self.device = device
         self.size_px = size_px
         self.max_batch = max_batch
-        self.nmfc_channels = generator.config.nmfc_channels
+        self.nmfc_channels = generator.config.condition_channels
         self.previous_channels = generator.config.previous_channels
 
     def __call__(self, nmfc: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
@@ -522,7 +522,7 @@ def _random_inputs(
     """Return (nmfc (B, C, S, S) in [0, 1], previous (B, C', S, S) in [−1, 1]) float32 random inputs on `device`."""
     source = torch.Generator().manual_seed(seed)
     config = generator.config
-    nmfc = torch.rand(batch, config.nmfc_channels, size_px, size_px, generator=source)
+    nmfc = torch.rand(batch, config.condition_channels, size_px, size_px, generator=source)
     previous = torch.rand(batch, config.previous_channels, size_px, size_px, generator=source) * 2 - 1
     return nmfc.to(device), previous.to(device)
 

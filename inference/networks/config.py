@@ -27,11 +27,27 @@ class GeneratorConfig(configs.StrictConfig):
     max_channels: int = Field(512, ge=1, description="cap on channels at the bottleneck")
     n_downsampling: int = Field(3, ge=0, description="stride-2 convolutions per encoder (and upsamplings after)")
     n_blocks: int = Field(9, ge=0, description="residual blocks after the encoders' features are summed")
+    warp_references: int = Field(
+        0,
+        ge=0,
+        description="K reference frames of the target warped along the mesh and blended by G (inference/warp.py); "
+        "0: G paints every pixel from the NMFC (the paper's G, kept as the no-warp ablation)",
+    )
 
     @property
     def nmfc_channels(self) -> int:
         """Return the NMFC encoder's input channels (3 per frame)."""
         return 3 * self.nmfc_frames
+
+    @property
+    def warp_channels(self) -> int:
+        """Return the warp input's channels: per reference its warped RGB, warped mask and blend prior."""
+        return 5 * self.warp_references
+
+    @property
+    def condition_channels(self) -> int:
+        """Return the channels of G's first input: the NMFC stack, then the warp input."""
+        return self.nmfc_channels + self.warp_channels
 
     @property
     def previous_channels(self) -> int:

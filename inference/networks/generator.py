@@ -9,12 +9,22 @@ AdaIN driven by the identity vector ê (eq. 6); `convert_adain_to_instance_norm`
 Tensors: NMFC in [0, 1], frames in [−1, 1], all float32 (B, C, H, W) with H and W divisible by
 2**n_downsampling. At the start of a sequence the caller repeats the first NMFC frame and passes
 zeros (mid-grey) for the missing previous frames.
+
+With `warp_references` K > 0 (the default sizes), G's first input — the *condition* — carries,
+after the NMFC stack, the target's K reference frames warped to this frame along the mesh
+(inference/warp.py: per reference its warped RGB, warped mask and blend prior). G then does not
+paint the face: it predicts a per-pixel blend of the warped references (logits added to the log
+prior), a residual added to the blend, and a correction of the blended mask. The three heads start
+at zero, so an untrained G shows the prior's blend of the warped references and its mask; training
+teaches only what no reference holds (inner mouth, teeth, disocclusions, lighting). The condition
+stays one tensor so every runtime (ONNX, TensorRT, CUDA graphs) serves G with the same two inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from inference.networks.adain import AdaIN, IdentityNorm, replace_adain
@@ -92,9 +102,17 @@ class Decoder(nn.Module):
         super().__init__()
         bottleneck = config.channels_at(config.n_downsampling)
         self.blocks = nn.ModuleList(ResidualBlock(bottleneck, config.identity_dim) for _ in range(config.n_blocks))
+        # With warp references the heads refine real pixels, and a transposed convolution's uneven
+        # overlap prints a checkerboard into them within a few hundred steps (Odena et al., 2016):
+        # that G upsamples by nearest neighbour and a 3x3 convolution instead. The NMFC-only G keeps
+        # vid2vid's transposed convolutions (and so its checkpoints).
         self.up = nn.ModuleList(
             ConvNormReLU(
-                nn.ConvTranspose2d(
+                nn.Conv2d(
+                    config.channels_at(level + 1), config.channels_at(level), 3, padding=1, padding_mode="reflect"
+                )
+                if config.warp_references
+                else nn.ConvTranspose2d(
                     config.channels_at(level + 1),
                     config.channels_at(level),
                     3,
@@ -106,16 +124,50 @@ class Decoder(nn.Module):
             )
             for level in reversed(range(config.n_downsampling))
         )
-        self.frame_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(config.channels_at(0), 3, 7), nn.Tanh())
-        self.mask_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(config.channels_at(0), 1, 7), nn.Sigmoid())
+        self.resize: nn.Module = (
+            nn.Upsample(scale_factor=2, mode="nearest") if config.warp_references else nn.Identity()
+        )
+        if config.warp_references == 0:
+            self.frame_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(config.channels_at(0), 3, 7), nn.Tanh())
+            self.mask_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(config.channels_at(0), 1, 7), nn.Sigmoid())
+        else:
+            self.residual_head = _zero_head(config.channels_at(0), 3)
+            self.blend_head = _zero_head(config.channels_at(0), config.warp_references)
+            self.mask_head = _zero_head(config.channels_at(0), 1)
 
-    def forward(self, h: Tensor, identity: Tensor | None) -> GeneratorOutput:
-        """Return the frame (B, 3, H, W) and mask (B, 1, H, W) decoded from bottleneck features h."""
+    def forward(self, h: Tensor, identity: Tensor | None, warped: Tensor | None = None) -> GeneratorOutput:
+        """Return the frame (B, 3, H, W) and mask (B, 1, H, W) decoded from bottleneck features h
+        (and, with warp references, the warp input (B, 5·K, H, W) they refine)."""
         for block in self.blocks:
             h = block(h, identity)
         for up in self.up:
-            h = up(h, identity)
-        return GeneratorOutput(frame=self.frame_head(h), mask=self.mask_head(h))
+            h = up(self.resize(h), identity)
+        if warped is None:
+            return GeneratorOutput(frame=self.frame_head(h), mask=self.mask_head(h))
+        batch, _, height, width = warped.shape
+        references = warped.view(batch, -1, 5, height, width)
+        rgb, reference_masks, prior = references[:, :, :3], references[:, :, 3:4], references[:, :, 4:5]
+        logits = self.blend_head(h)[:, :, None] + torch.log(prior.clamp(min=PRIOR_EPS))
+        blend = torch.softmax(logits, dim=1)
+        # The blend is a convex combination of frames in [−1, 1]; the clamp keeps G's contract once the
+        # residual is added.
+        frame = ((blend * rgb).sum(1) + torch.tanh(self.residual_head(h))).clamp(-1, 1)
+        mask = (blend * reference_masks).sum(1).clamp(PRIOR_EPS, 1 - PRIOR_EPS)
+        mask = torch.sigmoid(torch.logit(mask) + self.mask_head(h))
+        return GeneratorOutput(frame=frame, mask=mask)
+
+
+# Where a prior or a blended mask is 0 or 1 its log or logit is infinite: clamped this far inside.
+PRIOR_EPS = 1e-4
+
+
+def _zero_head(channels: int, out_channels: int) -> nn.Sequential:
+    """Return a reflection-padded 7x7 output convolution whose weights and bias start at zero."""
+    conv = nn.Conv2d(channels, out_channels, 7)
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return nn.Sequential(nn.ReflectionPad2d(3), conv)
 
 
 class Generator(nn.Module):
@@ -124,7 +176,7 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
-        self.nmfc_encoder = Encoder(config.nmfc_channels, config)
+        self.nmfc_encoder = Encoder(config.condition_channels, config)
         self.previous_encoder = Encoder(config.previous_channels, config)
         self.decoder = Decoder(config)
         self.converted = False
@@ -132,13 +184,15 @@ class Generator(nn.Module):
     def forward(self, nmfc: Tensor, previous: Tensor, identity: Tensor | None = None) -> GeneratorOutput:
         """Return frame ỹ_t (B, 3, H, W) in [−1, 1] and mask m̃_t (B, 1, H, W) in [0, 1].
 
-        nmfc: (B, 3·nmfc_frames, H, W) float, x_{t−2..t} oldest first, in [0, 1].
+        nmfc: (B, 3·nmfc_frames + 5·warp_references, H, W) float, x_{t−2..t} oldest first, in
+            [0, 1], then the warp input of frame t (inference/warp.py `warp_input`).
         previous: (B, 3·previous_frames, H, W) float, ỹ_{t−2..t−1} oldest first, in [−1, 1].
         identity: (B, identity_dim) float ê before conversion; None after it.
         """
         self._check_inputs(nmfc, previous, identity)
         features = self.nmfc_encoder(nmfc, identity) + self.previous_encoder(previous, identity)
-        output: GeneratorOutput = self.decoder(features, identity)
+        warped = nmfc[:, self.config.nmfc_channels :] if self.config.warp_references else None
+        output: GeneratorOutput = self.decoder(features, identity, warped)
         return output
 
     def convert_adain_to_instance_norm(self, identity: Tensor) -> int:
@@ -158,9 +212,10 @@ class Generator(nn.Module):
     def _check_inputs(self, nmfc: Tensor, previous: Tensor, identity: Tensor | None) -> None:
         """Raise ValueError, saying what is wrong, when the inputs do not fit this generator."""
         config = self.config
-        if nmfc.shape[1] != config.nmfc_channels or previous.shape[1] != config.previous_channels:
+        if nmfc.shape[1] != config.condition_channels or previous.shape[1] != config.previous_channels:
             raise ValueError(
-                f"expected {config.nmfc_channels} NMFC and {config.previous_channels} previous-frame channels, "
+                f"expected {config.condition_channels} NMFC (and warp) and {config.previous_channels} "
+                "previous-frame channels, "
                 f"got {nmfc.shape[1]} and {previous.shape[1]}"
             )
         if nmfc.shape[-2:] != previous.shape[-2:]:

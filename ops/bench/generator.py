@@ -67,7 +67,7 @@ def served_generator(size: str, device: torch.device, variant: str) -> tuple[Gen
     identity = torch.nn.functional.normalize(torch.randn(config.identity_dim), dim=0)
     generator.convert_adain_to_instance_norm(identity)
     px = config.size_px
-    nmfc = torch.rand(1, config.generator.nmfc_channels, px, px)
+    nmfc = torch.rand(1, config.generator.condition_channels, px, px)
     previous = torch.rand(1, config.generator.previous_channels, px, px) * 2 - 1
     memory_format = torch.channels_last if variant.endswith("channels_last") else torch.contiguous_format
     generator = generator.to(device)
@@ -97,7 +97,7 @@ def training_step_ms(size: str, device: torch.device, warmup: int, runs: int, nu
     g_optimiser = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_optimiser = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     px = config.size_px
-    nmfc = torch.rand(1, config.generator.nmfc_channels, px, px, device=device)
+    nmfc = torch.rand(1, config.generator.condition_channels, px, px, device=device)
     previous = torch.rand(1, config.generator.previous_channels, px, px, device=device) * 2 - 1
     identity = torch.nn.functional.normalize(torch.randn(1, config.identity_dim, device=device), dim=1)
     real = torch.rand(1, 3, px, px, device=device) * 2 - 1

@@ -97,7 +97,7 @@ def measure(device: torch.device, kinds: tuple[str, ...], rounds: int, per_round
     out: dict[str, Any] = {"build_s": build_s, "unavailable": unavailable}
     for batch in BATCHES:
         source = torch.Generator().manual_seed(batch)
-        nmfc = torch.rand(batch, config.nmfc_channels, size_px, size_px, generator=source).to(device)
+        nmfc = torch.rand(batch, config.condition_channels, size_px, size_px, generator=source).to(device)
         previous = (torch.rand(batch, config.previous_channels, size_px, size_px, generator=source) * 2 - 1).to(device)
         # A new batch size recompiles the compiled runtime: one untimed call first, apart from warm-up.
         for runtime in runtimes.values():

@@ -74,7 +74,9 @@ def test_the_tiny_size_renders_a_128_pixel_frame() -> None:
     size = config.size_px
     with torch.no_grad():
         out = generator(
-            torch.rand(1, 9, size, size), torch.zeros(1, 6, size, size), torch.randn(1, config.identity_dim)
+            torch.rand(1, config.generator.condition_channels, size, size),
+            torch.zeros(1, 6, size, size),
+            torch.randn(1, config.identity_dim),
         )
     assert out.frame.shape == (1, 3, size, size)
 
