@@ -17,10 +17,16 @@ woman 8 % larger than measured).
 The background plate is the enrolment's median background *in crop coordinates* (training/enroll.py),
 so compositing happens in the crop: frame = mask · ỹ + (1 − mask) · plate, then resized to the
 output size.
+
+Warp. A generator with warp references gets, beside the NMFC window, the bundle's reference frames
+warped to the frame being rendered along the mesh (inference/warp.py): the retargeted mesh in this
+crop against each reference's fitted mesh in its own crop. A bundle without references (enrolled
+before the warp) carries a generator without warp inputs and is served as it was, with a notice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -40,8 +46,12 @@ from face3d.errors import FitError
 from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
 from face3d.person import PersonModel
 from face3d.retarget import TargetPoseMap, retarget
+from face3d.warp import WarpTopology, warp_topology
 from inference.protocol import DriveFrame, RenderError, RenderRequest, RenderResult
 from inference.registry import TargetBundle
+from inference.warp import ReferenceFrames, affinities, fields_cpu, warp_fields_batch, warp_input
+
+logger = logging.getLogger(__name__)
 
 FrameRuntime = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 NmfcMode = Literal["centre", "barycentric"]
@@ -94,6 +104,8 @@ class AvatarTarget:
         device: torch.device,
         framing: CropFraming | None = None,
         rasterise: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.uint8]] | None = None,
+        warp_references: int = 0,
+        warp_on_device: bool = False,
     ) -> None:
         self.target_id = bundle.metadata.target_id
         self.version = bundle.version
@@ -115,6 +127,23 @@ class AvatarTarget:
         if plate.shape[-2:] != (size_px, size_px):
             plate = functional.interpolate(plate[None], size=(size_px, size_px), mode="bilinear", antialias=True)[0]
         self._plate = (plate / 127.5 - 1).to(device)  # [−1, 1], like the generator's frames
+        self.references: ReferenceFrames | None = None
+        self.warp_on_device = warp_on_device
+        if warp_references:
+            if bundle.references is None or len(bundle.references) != warp_references:
+                found = 0 if bundle.references is None else len(bundle.references)
+                raise RenderError(f"target {self.target_id!r}: its generator blends {warp_references} warped "
+                                  f"reference frames but the bundle holds {found}; enrol it again")  # fmt: skip
+            if bundle.references.size_px != size_px:
+                raise RenderError(f"target {self.target_id!r}: reference frames are {bundle.references.size_px} px, "
+                                  f"its generator renders {size_px} px; enrol it again")  # fmt: skip
+            self.references = bundle.references
+            self._warp_topology: WarpTopology = warp_topology()
+            images, masks = bundle.references.tensors(device)
+            self._reference_images, self._reference_masks = images, masks
+        elif bundle.references is None:
+            logger.info("target %r has no reference frames (bundle enrolled before the warp): served from its "
+                        "NMFC alone; enrol it again for the warped avatar", self.target_id)  # fmt: skip
 
     # --- NMFC --------------------------------------------------------------------------------------------------
 
@@ -139,6 +168,25 @@ class AvatarTarget:
         frames = list(request.frames[-self.nmfc_frames :])
         frames = [frames[0]] * (self.nmfc_frames - len(frames)) + frames
         return np.stack([self._rasterise(self.crop_pixels(frame), self.size_px) for frame in frames])
+
+    # --- the warp ----------------------------------------------------------------------------------------------
+
+    def warp_inputs(self, meshes: npt.NDArray[np.float64]) -> Tensor:
+        """Return G's warp input (B, 5·K, S, S) on the device for B driven meshes (B, 468, 3) in crop pixels."""
+        references = self.references
+        assert references is not None
+        affinity = torch.from_numpy(np.stack([affinities(mesh, references) for mesh in meshes])).to(self.device)
+        if self.warp_on_device:
+            batch = len(meshes)
+            driven = torch.from_numpy(np.asarray(meshes, dtype=np.float32)).to(self.device)
+            ref_px = torch.from_numpy(references.vertices_px).to(self.device)[None].expand(batch, -1, -1, -1)
+            visible = torch.from_numpy(references.visible).to(self.device)[None].expand(batch, -1, -1)
+            grid, validity = warp_fields_batch(driven, ref_px, visible, self.size_px, self._warp_topology)
+        else:
+            fields = [fields_cpu(mesh, references, self.size_px, self._warp_topology) for mesh in meshes]
+            grid = torch.from_numpy(np.stack([g for g, _ in fields])).to(self.device)
+            validity = torch.from_numpy(np.stack([v for _, v in fields])).to(self.device)
+        return warp_input(self._reference_images, self._reference_masks, grid, validity, affinity)
 
     # --- the pipeline ------------------------------------------------------------------------------------------
 
@@ -165,11 +213,17 @@ class AvatarTarget:
         began = time.perf_counter()
         windows = np.stack([self.nmfc_window(request) for request in requests])  # (B, n, S, S, 3)
         previous = np.stack([self._previous(request) for request in requests])
-        nmfc_ms = (time.perf_counter() - began) * 1000 / len(requests)
-        started = time.perf_counter()
         batch = len(requests)
         nmfc = torch.from_numpy(windows).to(self.device).permute(0, 1, 4, 2, 3).reshape(batch, -1, *windows.shape[2:4])
         nmfc = nmfc.float() / 255
+        nmfc_ms = (time.perf_counter() - began) * 1000 / len(requests)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        if self.references is not None:
+            meshes = np.stack([self.crop_pixels(request.frames[-1]) for request in requests])
+            nmfc = torch.cat([nmfc, self.warp_inputs(meshes)], dim=1)
+            timings["warp"] = (time.perf_counter() - started) * 1000 / len(requests)
+            started = time.perf_counter()
         frames, masks = self.runtime(
             nmfc, torch.from_numpy(previous).reshape(batch, -1, *previous.shape[-2:]).to(self.device)
         )
@@ -193,7 +247,13 @@ class AvatarTarget:
                 frame=out[i],
                 face=faces[i],
                 nmfc=windows[i, -1] if request.want_nmfc else None,
-                timings_ms={"nmfc": nmfc_ms, "generator": generator_ms, "composite": composite_ms, "batch": batch},
+                timings_ms={
+                    "nmfc": nmfc_ms,
+                    **timings,
+                    "generator": generator_ms,
+                    "composite": composite_ms,
+                    "batch": batch,
+                },
                 replica=name,
             )
             for i, request in enumerate(requests)

@@ -4,7 +4,11 @@ A bundle is everything serving needs to render one target: the fine-tuned genera
 target's PersonModel, a background plate, the identity vector ê, and metadata (owner, consent
 record, training config, metrics). Layout under the root::
 
-    targets/<target id>/<version>/generator.pt, person.npz, background.png, identity.npy, manifest.json
+    targets/<target id>/<version>/generator.pt, person.npz, background.png, identity.npy,
+                                   references.npz, manifest.json
+
+`references.npz` holds the K reference frames the avatar is warped from (inference/warp.py), each
+with its mask and fitted mesh; bundles of format 1 have none and are served without the warp.
 
 A version's files are written first and its manifest last: the manifest is the commit marker, so
 a reader never sees half a bundle, an enrolment killed mid-way leaves nothing that loads, and two
@@ -32,11 +36,14 @@ import torch
 from face3d.errors import FitError
 from face3d.person import PersonModel
 from inference.networks import Generator, GeneratorConfig
+from inference.warp import ReferenceFrames, WarpError
 
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # 1: before reference frames were kept
 MANIFEST = "manifest.json"
 FILES = {"generator": "generator.pt", "person": "person.npz", "background": "background.png",
          "identity": "identity.npy"}  # fmt: skip
+REFERENCES_FILE = "references.npz"
 TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -89,6 +96,7 @@ class TargetBundle:
     generator_state: the fine-tuned generator's state dict (AdaIN already converted to instance norms).
     identity: (D,) float32 the target's identity vector ê (eq. 9).
     background: (H, W, 3) uint8 RGB plate the avatar is composited on.
+    references: the frames the avatar is warped from; None in bundles enrolled before the warp.
     version: set by the registry when stored.
     """
 
@@ -98,6 +106,7 @@ class TargetBundle:
     identity: npt.NDArray[np.float32]
     background: npt.NDArray[np.uint8]
     version: str = ""
+    references: ReferenceFrames | None = None
 
 
 class TargetRegistry:
@@ -146,6 +155,8 @@ class TargetRegistry:
         np.save(identity, bundle.identity.astype(np.float32))
         blobs = {FILES["generator"]: generator.getvalue(), FILES["person"]: bundle.person.to_bytes(),
                  FILES["identity"]: identity.getvalue(), FILES["background"]: _png(bundle.background)}  # fmt: skip
+        if bundle.references is not None:
+            blobs[REFERENCES_FILE] = _references_npz(bundle.references)
         for name, data in blobs.items():
             with self.fs.open(f"{folder}/{name}", "wb") as stream:
                 stream.write(data)
@@ -178,9 +189,9 @@ class TargetRegistry:
                 manifest = json.loads(stream.read())
         except (OSError, ValueError) as error:
             raise RegistryError(f"{folder}/{MANIFEST} is unreadable ({error})") from None
-        if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+        if manifest.get("format_version") not in READABLE_FORMATS:
             raise RegistryError(f"{folder}: bundle format {manifest.get('format_version')}, this headcast reads "
-                                f"{BUNDLE_FORMAT_VERSION}; enrol the target again")  # fmt: skip
+                                f"{', '.join(map(str, READABLE_FORMATS))}; enrol the target again")  # fmt: skip
         return manifest, folder
 
     def load(self, target_id: str, version: str | None = None) -> TargetBundle:
@@ -195,10 +206,15 @@ class TargetRegistry:
                 identity = np.load(io.BytesIO(stream.read()), allow_pickle=False)
             with self.fs.open(f"{folder}/{FILES['background']}", "rb") as stream:
                 background = _unpng(stream.read())
-        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, FitError) as error:
+            references = None
+            if self.fs.exists(f"{folder}/{REFERENCES_FILE}"):
+                with self.fs.open(f"{folder}/{REFERENCES_FILE}", "rb") as stream:
+                    references = _references_from_npz(stream.read())
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, FitError, KeyError,
+                WarpError) as error:  # fmt: skip
             raise RegistryError(f"the bundle in {folder} is damaged ({error}); enrol the target again") from None
         return TargetBundle(_metadata_from_json(manifest["metadata"]), state, person,
-                            identity.astype(np.float32), background, manifest["version"])  # fmt: skip
+                            identity.astype(np.float32), background, manifest["version"], references)  # fmt: skip
 
     def delete(self, target_id: str) -> None:
         """Remove a target and all its versions (manifests first, so no reader sees a partial bundle)."""
@@ -227,6 +243,27 @@ def _metadata_from_json(data: Mapping[str, Any]) -> TargetMetadata:
         training=data.get("training", {}),
         metrics=data.get("metrics", {}),
     )
+
+
+def _references_npz(references: ReferenceFrames) -> bytes:
+    stream = io.BytesIO()
+    np.savez_compressed(stream, images=references.images, masks=references.masks,
+                        vertices_px=references.vertices_px.astype(np.float32),
+                        visible=references.visible.astype(np.float32), kinds=np.array(references.kinds, dtype=str),
+                        frame_indices=np.array(references.frame_indices, dtype=np.int64))  # fmt: skip
+    return stream.getvalue()
+
+
+def _references_from_npz(data: bytes) -> ReferenceFrames:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return ReferenceFrames(
+            images=npz["images"].astype(np.uint8),
+            masks=npz["masks"].astype(np.uint8),
+            vertices_px=npz["vertices_px"].astype(np.float32),
+            visible=npz["visible"].astype(np.float32),
+            kinds=tuple(str(kind) for kind in npz["kinds"]),
+            frame_indices=tuple(int(i) for i in npz["frame_indices"]),
+        )
 
 
 def _png(image: npt.NDArray[np.uint8]) -> bytes:

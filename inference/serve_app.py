@@ -51,6 +51,7 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
     generator = target_generator(bundle).to(device)
     size_px = int(bundle.metadata.training.get("model_config", {}).get("size_px") or bundle.background.shape[0])
     runtime = build_runtime(generator, config.runtime, device, size_px=size_px, max_batch=config.max_batch_size)
+    rasterise = _rasteriser(config, device, CropFraming.of(bundle).nmfc_mode)
     return AvatarTarget(
         bundle,
         runtime,
@@ -59,7 +60,10 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
         previous_frames=generator.config.previous_frames,
         output_size=config.output_size,
         device=device,
-        rasterise=_rasteriser(config, device, CropFraming.of(bundle).nmfc_mode),
+        rasterise=rasterise,
+        warp_references=generator.config.warp_references,
+        # The warp's fields are rasterised where the NMFC is: on the device with the torch rasteriser.
+        warp_on_device=rasterise is not None,
     )
 
 

@@ -3,7 +3,7 @@
 Latency is measured per stage on clocks that can be compared: the edge's capture clock is not the
 gateway's, so "network" is left to the edge (its round trip from the `rendered` message). Here:
 queue (packet arrival → render start), render (the Serve call's round trip), the replica's own stages
-from `RenderResult.timings_ms` (nmfc, generator, composite), and the interval between frames sent.
+from `RenderResult.timings_ms` (nmfc, warp, generator, composite), and the interval between frames sent.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 # Around a 25–60 fps frame interval (17–40 ms), with room to see stalls.
 INTERVAL_BUCKETS_S = (0.01, 0.017, 0.025, 0.033, 0.04, 0.05, 0.067, 0.1, 0.2, 0.5, 1.0)
-STAGES = ("queue", "render", "nmfc", "generator", "composite")
+STAGES = ("queue", "render", "nmfc", "warp", "generator", "composite")
 DROP_REASONS = ("stale", "superseded", "bad", "rate")
 # docs/live-protocol.md's error codes, and the codes a frame can fail with after all retries.
 REFUSAL_CODES = ("bad_request", "unauthorized", "forbidden", "unknown_target", "unknown_room", "room_busy",

@@ -295,7 +295,7 @@ class SenderSession:
         self.counters.rendered += 1
         self.metrics.frames_rendered.inc()
         self.metrics.stage_seconds.labels("render").observe(render_ms / 1000)
-        for stage in ("nmfc", "generator", "composite"):
+        for stage in ("nmfc", "warp", "generator", "composite"):
             if stage in result.timings_ms:
                 self.metrics.stage_seconds.labels(stage).observe(result.timings_ms[stage] / 1000)
         self.send(

@@ -41,25 +41,50 @@ AVATAR_TARGET = "woman"
 
 
 def build_avatar_bundle(tracks, target_id: str = AVATAR_TARGET, seed: int = 0):  # type: ignore[no-untyped-def]
-    """Return a servable bundle of the sample clip's woman: her fitted PersonModel and crop framing, a tiny
-    generator with random weights (seeded) — it renders the NMFC's structure, not her likeness — and a grey plate."""
+    """Return a servable bundle of the sample clip's woman: her fitted PersonModel and crop framing, four
+    of her frames as warp references (chosen for coverage, cropped as enrolment crops them; their masks
+    the fitted mesh's coverage), a tiny generator with random weights (seeded: its heads start at zero,
+    so it shows the warped references) and a grey plate."""
     import hashlib
 
     import numpy as np
     import torch
 
+    from edge.capture import VideoFile
     from face3d.fit import fit_person
+    from face3d.raster import rasterise
+    from face3d.warp import warp_topology
     from inference.networks import Generator, load_model_config
     from inference.registry import Consent, TargetBundle, TargetMetadata
+    from inference.warp import ReferenceFrames
     from training.enroll import crop_record
-    from training.geometry import fitted_frames, load_fit_config
-    from training.preprocess import PreprocessConfig
+    from training.geometry import fitted_frames, load_fit_config, mesh_in_crop
+    from training.preprocess import PreprocessConfig, crop_boxes, crop_square
+    from training.references import choose_references_from_meshes
 
     frames = tracks.frames_of(0)
     fit = fit_person(frames, load_fit_config())
     person = fit.model
     fitted = fitted_frames(fit)
     model = load_model_config("tiny")
+    framing = PreprocessConfig.load()
+    kept = [f for f in frames if f.index in fitted]
+    boxes = crop_boxes(np.stack([f.landmarks_px()[:468] for f in kept]), framing.crop_margin, framing.smooth_frames)
+    image_size = (tracks.source.width, tracks.source.height)
+    meshes = np.stack([mesh_in_crop(fitted[f.index], image_size, box, model.size_px)
+                       for f, box in zip(kept, boxes, strict=True)])  # fmt: skip
+    choice = choose_references_from_meshes(meshes, k=model.generator.warp_references)
+    wanted = {kept[i].index: i for i in choice.indices}
+    crops: dict[int, np.ndarray] = {}
+    with VideoFile(assets.resolve("sample_clip")) as video:
+        for decoded in video:
+            if decoded.index in wanted:
+                crops[decoded.index] = crop_square(decoded.rgb, boxes[wanted[decoded.index]], model.size_px)
+    topology = warp_topology()
+    picks = list(choice.indices)
+    masks = np.stack([rasterise(meshes[i], topology.triangles, (model.size_px,) * 2).mask for i in picks])
+    references = ReferenceFrames.of(np.stack([crops[kept[i].index] for i in picks]), masks.astype(np.uint8) * 255,
+                                    meshes[picks], choice.kinds, picks, topology)  # fmt: skip
     torch.manual_seed(seed)
     generator = Generator(model.generator)
     generator.convert_adain_to_instance_norm(torch.randn(model.identity_dim))
@@ -80,7 +105,7 @@ def build_avatar_bundle(tracks, target_id: str = AVATAR_TARGET, seed: int = 0): 
     )
     plate = np.full((model.size_px, model.size_px, 3), 96, np.uint8)
     state = {key: value.detach().clone() for key, value in generator.state_dict().items()}
-    return TargetBundle(metadata, state, person, identity, plate)
+    return TargetBundle(metadata, state, person, identity, plate, references=references)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def bundle(avatar_bundle: TargetBundle) -> TargetBundle:
 def target(bundle: TargetBundle) -> AvatarTarget:
     generator = target_generator(bundle)
     return AvatarTarget(bundle, eager(generator), size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
-                        device=torch.device("cpu"))  # fmt: skip
+                        device=torch.device("cpu"), warp_references=generator.config.warp_references)  # fmt: skip
 
 
 def coefficients(
@@ -154,7 +154,52 @@ def test_the_torch_rasteriser_frames_the_same_nmfc(bundle: TargetBundle, target:
     from inference.raster_torch import numpy_rasteriser
 
     on_torch = AvatarTarget(bundle, target.runtime, size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
-                            device=torch.device("cpu"), rasterise=numpy_rasteriser("torch", "cpu"))  # fmt: skip
+                            device=torch.device("cpu"), rasterise=numpy_rasteriser("torch", "cpu"),
+                            warp_references=len(bundle.references or ()), warp_on_device=True)  # fmt: skip
     window = request(coefficients(0, 0.3, (0.1, 0.3, 0.0)), coefficients(1, 0.6, (0.1, 0.35, 0.0)))
     cpu, torch_nmfc = target.nmfc_window(window), on_torch.nmfc_window(window)
     assert (cpu == torch_nmfc).all(axis=-1).mean() >= 0.995
+    # The warp's fields on the torch rasteriser give the same warp input as face3d's on the CPU.
+    mesh = target.crop_pixels(window.frames[-1])[None]
+    torch.testing.assert_close(on_torch.warp_inputs(mesh), target.warp_inputs(mesh), atol=2e-3, rtol=0)
+
+
+def test_the_avatar_shows_the_targets_own_face_warped_to_the_driving_pose(target: AvatarTarget) -> None:
+    """With a G whose heads are still at zero, the served face is the references' warp: inside the
+    retargeted mesh it matches the nearest reference frame's colours, not the NMFC's."""
+    assert target.references is not None
+    result = target.render([request(coefficients(0, 0.0, (0.0, 0.3, 0.0)))])[0]
+    face = result.face.astype(np.float64)
+    mesh = target.crop_pixels(request(coefficients(0, 0.0, (0.0, 0.3, 0.0))).frames[-1])
+    from face3d.raster import rasterise
+    from face3d.warp import warp_topology
+
+    inside = rasterise(mesh, warp_topology().triangles, (SIZE, SIZE)).mask
+    skin = np.median(target.references.images[:, :, :][target.references.masks > 0], axis=0)
+    assert np.abs(np.median(face[inside], axis=0) - skin).max() < 40  # her skin tone, channel by channel
+    assert "warp" in result.timings_ms and result.timings_ms["warp"] > 0
+
+
+def test_a_bundle_without_references_is_served_from_its_nmfc_with_a_notice(
+    bundle: TargetBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+    import logging
+
+    from inference.networks import GeneratorConfig
+
+    config = GeneratorConfig.model_validate({**bundle.metadata.training["model_config"]["generator"],
+                                             "warp_references": 0})  # fmt: skip
+    torch.manual_seed(0)
+    old = Generator(config)
+    old.convert_adain_to_instance_norm(torch.randn(config.identity_dim))
+    older = dataclasses.replace(bundle, references=None)
+    with caplog.at_level(logging.INFO, logger="inference.avatar"):
+        served = AvatarTarget(older, eager(old.eval()), size_px=SIZE, nmfc_frames=3, previous_frames=2,
+                              output_size=256, device=torch.device("cpu"))  # fmt: skip
+    assert "no reference frames" in caplog.text
+    assert served.render([request(coefficients(0))])[0].frame.shape == (256, 256, 3)
+    # A warp generator without the frames it warps is refused, saying what to do.
+    with pytest.raises(RenderError, match="enrol it again"):
+        AvatarTarget(older, eager(old), size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
+                     device=torch.device("cpu"), warp_references=4)  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from face3d import PersonModel, assets, load_canonical_mesh
 from inference.registry import (
     MANIFEST,
+    REFERENCES_FILE,
     Consent,
     RegistryError,
     TargetBundle,
@@ -19,6 +22,7 @@ from inference.registry import (
     TargetRegistry,
     validate_target_id,
 )
+from inference.warp import ReferenceFrames
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,39 @@ def bundle(person: PersonModel, target_id: str = "alice", seed: int = 0) -> Targ
         identity=np.random.default_rng(seed).normal(size=128).astype(np.float32),
         background=np.random.default_rng(seed).integers(0, 255, (32, 48, 3), dtype=np.uint8),
     )
+
+
+def reference_frames(seed: int = 0) -> ReferenceFrames:
+    rng = np.random.default_rng(seed)
+    return ReferenceFrames(
+        images=rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8),
+        masks=rng.integers(0, 255, (2, 16, 16), dtype=np.uint8),
+        vertices_px=rng.uniform(0, 16, (2, 468, 3)).astype(np.float32),
+        visible=(rng.uniform(size=(2, 468)) > 0.1).astype(np.float32),
+        kinds=("frontal", "mouth open"),
+        frame_indices=(3, 17),
+    )
+
+
+def test_reference_frames_round_trip_and_older_bundles_load_without_them(person: PersonModel, tmp_path: Path) -> None:
+    registry = TargetRegistry(str(tmp_path / "registry"))
+    references = reference_frames()
+    registry.save(dataclasses.replace(bundle(person), references=references))
+    loaded = registry.load("alice").references
+    assert loaded is not None and loaded.kinds == references.kinds and loaded.frame_indices == (3, 17)
+    for name in ("images", "masks", "vertices_px", "visible"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(references, name))
+    # A bundle of format 1 (before reference frames) still loads, without them.
+    version = registry.save(bundle(person, "bob"))
+    folder = tmp_path / "registry" / "targets" / "bob" / version
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format_version": 1}))
+    assert registry.load("bob").references is None
+    # Damaged reference frames refuse the bundle with what to do.
+    version = registry.save(dataclasses.replace(bundle(person, "carol"), references=references))
+    (tmp_path / "registry" / "targets" / "carol" / version / REFERENCES_FILE).write_bytes(b"not an npz")
+    with pytest.raises(RegistryError, match=r"damaged.*enrol the target again"):
+        registry.load("carol")
 
 
 @pytest.mark.parametrize("root", ["local", "memory://headcast-registry-test"])

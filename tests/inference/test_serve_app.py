@@ -34,7 +34,7 @@ def test_a_request_by_handle_returns_the_composited_frame(avatar_app: ServingCon
     assert result.seq == 7
     assert result.frame.shape == (avatar_app.output_size, avatar_app.output_size, 3) and result.frame.dtype == np.uint8
     assert result.face.shape == (128, 128, 3)
-    assert set(result.timings_ms) == {"nmfc", "generator", "composite", "batch"} and result.replica
+    assert set(result.timings_ms) == {"nmfc", "warp", "generator", "composite", "batch"} and result.replica
 
 
 def test_concurrent_sessions_of_a_target_are_batched(avatar_app: ServingConfig) -> None:
