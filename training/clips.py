@@ -18,7 +18,9 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
-CLIP_FORMAT_VERSION = 1
+CLIP_FORMAT_VERSION = 2
+# Version 1 clips had no meshes: they still load, and train only generators without warp references.
+READABLE_FORMATS = (1, 2)
 
 
 class ClipError(Exception):
@@ -31,7 +33,9 @@ class Clip:
 
     identity: the person's name (a corpus folder or file stem); source: where the frames came from.
     frames: (T, S, S, 3) uint8 RGB; masks: (T, S, S) uint8 foreground (255 = person);
-    nmfc: (T, S, S, 3) uint8 NMFC images; mouth_boxes: (T, 4) int64 (x0, y0, x1, y1), x1/y1 exclusive.
+    nmfc: (T, S, S, 3) uint8 NMFC images; mouth_boxes: (T, 4) int64 (x0, y0, x1, y1), x1/y1 exclusive;
+    vertices_px: (T, 468, 3) float32 each frame's fitted mesh in the crop's pixels (x, y down, depth
+    smaller nearer), what the warp needs; None for clips preprocessed before meshes were kept.
     """
 
     identity: str
@@ -40,6 +44,7 @@ class Clip:
     masks: npt.NDArray[np.uint8]
     nmfc: npt.NDArray[np.uint8]
     mouth_boxes: npt.NDArray[np.int64]
+    vertices_px: npt.NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         count, size = len(self.frames), self.frames.shape[1] if self.frames.ndim == 4 else -1
@@ -49,6 +54,8 @@ class Clip:
             "nmfc": (self.nmfc, (count, size, size, 3)),
             "mouth_boxes": (self.mouth_boxes, (count, 4)),
         }
+        if self.vertices_px is not None:
+            expected["vertices_px"] = (self.vertices_px, (count, 468, 3))
         for name, (array, shape) in expected.items():
             if array.shape != shape:
                 raise ClipError(f"clip {self.identity!r} from {self.source}: {name} has shape {array.shape}, "
@@ -63,16 +70,24 @@ class Clip:
     def size_px(self) -> int:
         return int(self.frames.shape[1])
 
+    def slice(self, frames: slice) -> Clip:
+        """Return the clip's frames `frames` as a clip of the same identity and source."""
+        vertices = self.vertices_px[frames] if self.vertices_px is not None else None
+        return Clip(self.identity, self.source, self.frames[frames], self.masks[frames], self.nmfc[frames],
+                    self.mouth_boxes[frames], vertices)  # fmt: skip
+
 
 def save_clip(clip: Clip, path: str | Path) -> Path:
     """Write `clip` to `path` (.npz) atomically: a reader sees the old shard or the whole new one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    meshes = {} if clip.vertices_px is None else {"vertices_px": clip.vertices_px.astype(np.float32)}
     try:
         with partial.open("wb") as stream:
             np.savez(
                 stream,
+                allow_pickle=False,
                 format_version=np.array(CLIP_FORMAT_VERSION),
                 identity=np.array(clip.identity),
                 source=np.array(clip.source),
@@ -80,6 +95,7 @@ def save_clip(clip: Clip, path: str | Path) -> Path:
                 masks=clip.masks,
                 nmfc=clip.nmfc,
                 mouth_boxes=clip.mouth_boxes,
+                **meshes,
             )
         partial.replace(target)
     finally:
@@ -92,8 +108,8 @@ def load_clip(path: str | Path) -> Clip:
     try:
         with np.load(path) as data:
             version = int(data["format_version"])
-            if version != CLIP_FORMAT_VERSION:
-                raise ClipError(f"{path}: clip format {version}, this headcast reads {CLIP_FORMAT_VERSION}")
+            if version not in READABLE_FORMATS:
+                raise ClipError(f"{path}: clip format {version}, this headcast reads {READABLE_FORMATS}")
             return Clip(
                 identity=str(data["identity"]),
                 source=str(data["source"]),
@@ -101,6 +117,7 @@ def load_clip(path: str | Path) -> Clip:
                 masks=data["masks"],
                 nmfc=data["nmfc"],
                 mouth_boxes=data["mouth_boxes"].astype(np.int64),
+                vertices_px=data["vertices_px"].astype(np.float32) if "vertices_px" in data.files else None,
             )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ClipError(f"{path} is not a readable clip ({error}); preprocess it again") from None
@@ -132,6 +149,11 @@ class ClipWindows(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self._windows)
 
+    def location(self, index: int) -> tuple[int, slice]:
+        """Return window `index`'s clip (an index into `clips`) and its frames there."""
+        c, start = self._windows[index]
+        return c, slice(start, start + self.length)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         c, start = self._windows[index]
         clip = self.clips[c]
@@ -156,5 +178,5 @@ def synthetic_corpus(identities: int = 4, frames: int = 60, size_px: int = 128, 
     for person in range(identities):
         clip = synthetic_clip(seed=seed + person, frames=frames, size_px=size_px)
         clips.append(Clip(f"synthetic-{seed + person:04d}", f"synthetic seed {seed + person}", clip.frames,
-                          clip.masks, clip.nmfc, clip.mouth_boxes))  # fmt: skip
+                          clip.masks, clip.nmfc, clip.mouth_boxes, clip.vertices_px))  # fmt: skip
     return clips

@@ -434,6 +434,14 @@ def enroll_clips(
             "step_config": tuned.config.model_dump(mode="json"),
             "model_config": tuned.model_config.model_dump(mode="json"),
             "crop": dict(crop) if crop is not None else None,
+            "references": (
+                [
+                    {"kind": k, "frame": i}
+                    for k, i in zip(tuned.references.kinds, tuned.references.frame_indices, strict=True)
+                ]
+                if tuned.references is not None
+                else None
+            ),
             "background": "per-pixel median of the training crops' background, holes filled by cv2.inpaint (Telea)",
             "warnings": list(warnings),
             "notes": list(all_notes),
@@ -441,7 +449,7 @@ def enroll_clips(
         metrics={**tuned.metrics, "holdout": "last frames of the recording, never trained on"},
     )
     state = {key: value.detach().cpu().clone() for key, value in tuned.generator.state_dict().items()}
-    bundle = TargetBundle(metadata, state, person_model, tuned.identity, plate)
+    bundle = TargetBundle(metadata, state, person_model, tuned.identity, plate, references=tuned.references)
     try:
         version = registry.save(bundle)
     except (RegistryError, OSError) as error:

@@ -21,13 +21,25 @@ ones:
   frozen output (changes it misses); the mean magnitudes of both videos' temporal differences are
   reported next to it.
 
+- sharpness ratio: variance of the Laplacian over the real face mask, generated ÷ real, the
+  median over frames (training/metrics.py): 1 as sharp as the recording, below 1 blurrier;
+- identity distance: dlib's descriptor of each generated frame (aligned on the face dlib's detector
+  finds, else the whole crop) to the mean descriptor of the real held-out frames; under 0.6 dlib
+  counts it the same person. The fraction of frames under 0.6 and of frames where the detector
+  finds a face at all are reported beside the median.
+
+G with warp references renders from the NMFC *and* the target's reference frames warped along the
+mesh (inference/warp.py); the references are the enrolment's (the bundle's). An untrained warp G is
+the warp alone (its heads start at zero), which is how the "warp alone" row is measured.
+
 The foreground masks are the clips' (MediaPipe selfie segmentation when preprocessed from video;
 the paper used BiSeNet face parsing). `out_dir` receives `evaluation.json`, `evaluation.md` and a
 side-by-side video `side_by_side.mp4` (real | generated | NMFC).
 
 `run_ablations` fine-tunes the paper's variants (without D_D, without D_M, without both, without
 stage-1 initialisation) with `training.finetune.finetune` and evaluates each on the same held-out
-clips; `ablation_table` prints them in the paper's table format.
+clips, beside the warp alone and, given a base without warp references, the NMFC-only generator;
+`ablation_table` prints them in the paper's table format.
 """
 
 from __future__ import annotations
@@ -43,15 +55,25 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from face3d import assets
 from inference.networks import Generator
+from inference.warp import ReferenceFrames, prior_blend
 from training.clips import Clip
-from training.finetune import FinetuneConfig, finetune, split_holdout
+from training.finetune import FinetuneConfig, choose_warp_references, clip_warp_input, finetune, split_holdout
+from training.metrics import (
+    SAME_PERSON_THRESHOLD,
+    IdentityFeatures,
+    MetricsError,
+    contact_sheet,
+    identity_distances,
+    sharpness_ratio,
+    write_png,
+)
 from training.trainer_steps import generate_sequence
 
 REPORT_JSON = "evaluation.json"
 REPORT_MARKDOWN = "evaluation.md"
 VIDEO_FILE = "side_by_side.mp4"
+CONTACT_SHEET = "contact_sheet.png"
 RIDGE = 1e-6
 """Added to both feature covariances (times I) before the Fréchet distance's matrix square root."""
 FEATURE_NETWORK = (
@@ -59,14 +81,18 @@ FEATURE_NETWORK = (
     "paper's ArcFace, which is not available offline"
 )
 ABLATIONS: tuple[str, ...] = (
+    "warp alone",
+    "no warp (NMFC only)",
     "full",
     "without D_D",
     "without D_M",
     "without both",
     "without stage-1 initialisation",
 )
-"""The paper's ablation rows, in its order."""
+"""The table's rows: the warp without a network, the paper's G without the warp, then the paper's
+ablations in its order."""
 _VARIANTS: dict[str, tuple[bool, bool, bool]] = {  # name → (use_dynamics, use_mouth, from the base)
+    "no warp (NMFC only)": (True, True, True),
     "full": (True, True, True),
     "without D_D": (False, True, True),
     "without D_M": (True, False, True),
@@ -79,6 +105,9 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (  # field, heading, format
     ("mask_iou", "mask IoU ↑", "{:.3f}"),
     ("identity_frechet_distance", "identity FD ↓", "{:.4f}"),
     ("temporal_difference_error", "temporal difference error ↓", "{:.2f}"),
+    ("sharpness_ratio", "sharpness ratio ↑", "{:.2f}"),
+    ("identity_distance", "identity distance ↓", "{:.3f}"),
+    ("same_person_fraction", "same person ↑", "{:.0%}"),
     ("frames", "frames", "{}"),
 )
 
@@ -111,6 +140,11 @@ class EvaluationReport:
     seconds: float
     video: str
     notes: tuple[str, ...] = ()
+    sharpness_ratio: float = float("nan")
+    identity_distance: float = float("nan")
+    same_person_fraction: float = float("nan")
+    face_detected_fraction: float = float("nan")
+    contact_sheet: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready plain values."""
@@ -139,36 +173,16 @@ class EvaluationReport:
             "- Pixel distances: per-pixel L2 of RGB in 0–255; masked: over the real foreground (mask ≥ 128).",
             "- Masks: the clips' foreground masks (MediaPipe selfie segmentation; the paper used BiSeNet).",
             "- Temporal difference error: mean per-pixel L2 of (ỹ_t − ỹ_t−1) − (y_t − y_t−1), within clips.",
-            f"- Side-by-side video (real | generated | NMFC): `{self.video}`.",
+            f"- Identity distance: median over frames of dlib's descriptor to the real frames' mean; same person: "
+            f"under {SAME_PERSON_THRESHOLD}; dlib's detector found a face in {self.face_detected_fraction:.0%} "
+            "of the generated frames.",
+            "- Sharpness ratio: variance of the Laplacian over the real face mask, generated ÷ real, median.",
+            f"- Side-by-side video (real | NMFC | warped reference | generated): `{self.video}`; contact sheet "
+            f"`{self.contact_sheet}`.",
             f"- Evaluated in {self.seconds:.1f} s.",
         ]
         lines += [f"- Note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
-
-
-class IdentityFeatures:
-    """dlib's 128-d face-identity descriptors of whole square face crops."""
-
-    def __init__(self) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise EvaluationError(
-                "the identity Fréchet distance needs dlib: `pip install 'headcast[identity]'`"
-            ) from None
-        self._dlib: Any = dlib
-        self._aligner = dlib.shape_predictor(str(assets.resolve("face_aligner")))
-        self._network = dlib.face_recognition_model_v1(str(assets.resolve("face_descriptor")))
-
-    def __call__(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
-        """Return (N, 128) float64 descriptors of frames (N, S, S, 3) uint8 RGB, each aligned inside its whole crop."""
-        descriptors = []
-        for frame in frames:
-            image = np.ascontiguousarray(frame)
-            box = self._dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1)
-            shape = self._aligner(image, box)
-            descriptors.append(np.asarray(self._network.compute_face_descriptor(image, shape), dtype=np.float64))
-        return np.stack(descriptors)
 
 
 def frechet_distance(real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating], ridge: float = RIDGE) -> float:
@@ -211,14 +225,22 @@ def temporal_difference_error(
 
 
 @torch.no_grad()
-def _generate(generator: Generator, clip: Clip) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Return the clip rendered sequentially: frames (T, S, S, 3) float32 RGB in 0–255 and masks (T, S, S) > 0.5."""
+def _generate(
+    generator: Generator, clip: Clip, references: ReferenceFrames | None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.uint8] | None]:
+    """Return the clip rendered sequentially: frames (T, S, S, 3) float32 RGB in 0–255, masks (T, S, S) > 0.5
+    and, for a warp G, the warped references' prior blend (T, S, S, 3) uint8."""
     parameter = next(iter(generator.parameters()), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
-    frames, masks = generate_sequence(generator, nmfc, None)
+    warped = clip_warp_input(generator, clip, references)
+    frames, masks = generate_sequence(generator, nmfc, None, warped=warped.to(device) if warped is not None else None)
     rgb = ((frames[0].clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
-    return rgb.float().cpu().numpy(), (masks[0, :, 0] > 0.5).cpu().numpy()
+    blend = None
+    if warped is not None:
+        blended = ((prior_blend(warped[0]).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        blend = blended.permute(0, 2, 3, 1).cpu().numpy()
+    return rgb.float().cpu().numpy(), (masks[0, :, 0] > 0.5).cpu().numpy(), blend
 
 
 def held_out(clips: Sequence[Clip], holdout: int | None) -> list[Clip]:
@@ -238,11 +260,14 @@ def evaluate(
     fps: float = 25.0,
     notes: Sequence[str] = (),
     features: IdentityFeatures | None = None,
+    references: ReferenceFrames | None = None,
 ) -> EvaluationReport:
     """Return §4's report for a converted G on the last `holdout` frames of `clips` (all frames when None).
 
-    Writes evaluation.json, evaluation.md and side_by_side.mp4 (real | generated | NMFC, at `fps`)
-    to `out_dir`. `notes` are copied into the report; `features` reuses a loaded identity network.
+    Writes evaluation.json, evaluation.md, side_by_side.mp4 (real | NMFC | warped reference |
+    generated, at `fps`) and contact_sheet.png to `out_dir`. `notes` are copied into the report;
+    `features` reuses a loaded identity network; `references` are the target's warp references
+    (needed by a G with warp references).
     Raises EvaluationError when fewer than 2 frames are held out or the clips differ in size.
     """
     began = time.perf_counter()
@@ -261,14 +286,18 @@ def evaluate(
     pairs = 0
     real_all: list[npt.NDArray[np.uint8]] = []
     fake_all: list[npt.NDArray[np.uint8]] = []
+    mask_all: list[npt.NDArray[np.uint8]] = []
+    nmfc_all: list[npt.NDArray[np.uint8]] = []
+    warp_all: list[npt.NDArray[np.uint8]] = []
     training = generator.training
     generator.eval()
     try:
         from edge.annotate import VideoWriter
 
-        with VideoWriter(out / VIDEO_FILE, 3 * size, size, fps) as video:
+        with VideoWriter(out / VIDEO_FILE, 4 * size, size, fps) as video:
             for clip in held:
-                fake, predicted = _generate(generator, clip)
+                fake, predicted, blend = _generate(generator, clip, references)
+                blend = blend if blend is not None else np.zeros_like(clip.frames)
                 real = clip.frames.astype(np.float32)
                 real_mask = clip.masks >= 128
                 distance = np.linalg.norm(fake - real, axis=-1)  # (T, S, S)
@@ -285,13 +314,27 @@ def evaluate(
                 fake_u8 = np.clip(np.rint(fake), 0, 255).astype(np.uint8)
                 real_all.append(clip.frames)
                 fake_all.append(fake_u8)
+                mask_all.append(clip.masks)
+                nmfc_all.append(clip.nmfc)
+                warp_all.append(blend)
                 for t in range(len(clip)):
-                    video.write(np.concatenate([clip.frames[t], fake_u8[t], clip.nmfc[t]], axis=1))
+                    video.write(np.concatenate([clip.frames[t], clip.nmfc[t], blend[t], fake_u8[t]], axis=1))
     finally:
         generator.train(training)
     if pairs == 0:
         raise EvaluationError("no two consecutive held-out frames in one clip: hold out runs of at least 2 frames")
-    frechet = frechet_distance(features(np.concatenate(real_all)), features(np.concatenate(fake_all)))
+    real_u8, fake_u8 = np.concatenate(real_all), np.concatenate(fake_all)
+    frechet = frechet_distance(features(real_u8), features(fake_u8))
+    real_detected, _ = features.describe(real_u8)
+    fake_detected, detected = features.describe(fake_u8)
+    distances = identity_distances(fake_detected, real_detected)
+    try:
+        sharp = sharpness_ratio(fake_u8, real_u8, np.concatenate(mask_all))
+    except MetricsError:
+        sharp = float("nan")
+    write_png(out / CONTACT_SHEET, contact_sheet(
+        [("real", real_u8), ("NMFC", np.concatenate(nmfc_all)), ("warped reference", np.concatenate(warp_all)),
+         ("generated", fake_u8)], rows=4, panel_px=max(size, 64)))  # fmt: skip
     report = EvaluationReport(
         target=held[0].identity,
         frames=count,
@@ -312,6 +355,11 @@ def evaluate(
         seconds=time.perf_counter() - began,
         video=VIDEO_FILE,
         notes=tuple(notes),
+        sharpness_ratio=sharp,
+        identity_distance=float(np.median(distances)),
+        same_person_fraction=float(np.mean(distances < SAME_PERSON_THRESHOLD)),
+        face_detected_fraction=float(np.mean(detected)),
+        contact_sheet=CONTACT_SHEET,
     )
     _write_text(out / REPORT_JSON, json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
     _write_text(out / REPORT_MARKDOWN, report.markdown())
@@ -347,12 +395,16 @@ def run_ablations(
     out_dir: str | Path,
     steps: int,
     device: str = "cpu",
+    no_warp_base: Path | None = None,
 ) -> dict[str, EvaluationReport]:
     """Return each ABLATIONS variant's report: fine-tuned `steps` steps on `train_clips`, evaluated on all `held_clips`.
 
     Every variant fine-tunes with `config` (all of `train_clips`: nothing more is held out) in
     `out_dir/<variant>/finetune` (resumed when there) and is evaluated in `out_dir/<variant>`;
-    "without stage-1 initialisation" starts from random weights, the others from `base`. The table
+    "without stage-1 initialisation" starts from random weights, "no warp (NMFC only)" from
+    `no_warp_base` (a stage-1 checkpoint without warp references; the row is left out without
+    one), the others from `base`. "warp alone" is the base's G before any fine-tuning step, whose
+    heads start at zero only when it is fresh: it is measured on a freshly initialised G. The table
     is written to `out_dir/ablations.md` and the numbers to `out_dir/ablations.json`.
     """
     if steps < 1:
@@ -361,6 +413,18 @@ def run_ablations(
     features = IdentityFeatures()
     results: dict[str, EvaluationReport] = {}
     for name in ABLATIONS:
+        if name == "warp alone":
+            warp = _fresh_warp_generator(base)
+            if warp is None:
+                continue
+            references: ReferenceFrames = choose_warp_references(train_clips, warp.config.warp_references)
+            note = "the reference frames warped along the mesh and blended by their priors: no network"
+            results[name] = evaluate(
+                warp, held_clips, out / "warp-alone", None, features=features, references=references, notes=(note,)
+            )
+            continue
+        if name == "no warp (NMFC only)" and no_warp_base is None:
+            continue
         use_dynamics, use_mouth, from_base = _VARIANTS[name]
         values = config.model_dump()
         values.update(
@@ -371,18 +435,34 @@ def run_ablations(
             checkpoint_every=min(config.checkpoint_every, steps),
             sample_every=min(config.sample_every, steps),
         )
-        variant_dir = out / name.replace(" ", "-").replace("_", "")
+        variant_dir = out / "".join(c for c in name.replace(" ", "-") if c.isalnum() or c == "-")
+        start = (no_warp_base if name == "no warp (NMFC only)" else base) if from_base else None
         tuned = finetune(
-            train_clips, base if from_base else None, FinetuneConfig.model_validate(values), variant_dir / "finetune",
-            device=device,
-        )  # fmt: skip
+            train_clips, start, FinetuneConfig.model_validate(values), variant_dir / "finetune", device=device
+        )
         notes = (f"{name}: {steps} fine-tuning steps on {tuned.training_frames} frames", *tuned.notes)
-        results[name] = evaluate(tuned.generator, held_clips, variant_dir, None, notes=notes, features=features)
+        results[name] = evaluate(tuned.generator, held_clips, variant_dir, None, notes=notes, features=features,
+                                 references=tuned.references)  # fmt: skip
     table = ablation_table(results)
     _write_text(out / "ablations.md", "# Ablations (METHOD.md §4)\n\n" + table)
     summary = {name: report.as_dict() for name, report in results.items()}
     _write_text(out / "ablations.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return results
+
+
+def _fresh_warp_generator(base: Path) -> Generator | None:
+    """Return a freshly initialised, converted G of the base's model size (its heads at zero: the warp
+    alone), or None when that size has no warp references."""
+    from training.checkpoint import load_checkpoint
+    from training.trainer_steps import PretrainConfig
+
+    config = PretrainConfig.model_validate(load_checkpoint(base)["config"])
+    generator_config = config.model_configs()[0].generator
+    if not generator_config.warp_references:
+        return None
+    generator = Generator(generator_config)
+    generator.convert_adain_to_instance_norm(torch.zeros(generator_config.identity_dim))
+    return generator.eval()
 
 
 def _write_text(path: Path, text: str) -> None:

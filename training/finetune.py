@@ -24,6 +24,7 @@ G renders them from their NMFC alone (as when serving) and `heldout.json` gets �
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -39,7 +40,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import configs
+from face3d.warp import warp_topology
 from inference.networks import Generator, ModelConfig, mean_identity
+from inference.warp import ReferenceFrames, warp_sequence
 from training.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     TrainingError,
@@ -56,6 +59,7 @@ from training.pretrain import (
     step_seed,
     write_png,
 )
+from training.references import ReferenceError, choose_references_from_meshes
 from training.trainer_steps import (
     BatchSampler,
     LossWeights,
@@ -142,6 +146,7 @@ class FinetuneResult:
     seconds: float
     notes: tuple[str, ...] = ()
     refused: list[tuple[Path, Path]] = field(default_factory=list)
+    references: ReferenceFrames | None = None
 
     @property
     def complete(self) -> bool:
@@ -163,9 +168,9 @@ class TargetRenderer(nn.Module):
         self.generator = generator
         self.register_buffer("identity", identity.detach().clone())
 
-    def forward(self, nmfc: Tensor, references: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, nmfc: Tensor, references: Tensor, warped: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Return generated frames (B, L, 3, H, W), masks (B, L, 1, H, W) and ê repeated (B, D)."""
-        frames, masks = generate_sequence(self.generator, nmfc, None)
+        frames, masks = generate_sequence(self.generator, nmfc, None, warped=warped)
         identity = self.get_buffer("identity")
         return frames, masks, identity.unsqueeze(0).repeat(nmfc.shape[0], 1)
 
@@ -182,16 +187,10 @@ def split_holdout(clips: Sequence[Clip], holdout: int, window: int) -> tuple[lis
         take = min(remaining, len(clip))
         remaining -= take
         if take:
-            held.insert(0, _slice_clip(clip, slice(len(clip) - take, len(clip))))
+            held.insert(0, clip.slice(slice(len(clip) - take, len(clip))))
         if len(clip) - take >= window:
-            train.insert(0, _slice_clip(clip, slice(0, len(clip) - take)))
+            train.insert(0, clip.slice(slice(0, len(clip) - take)))
     return train, held
-
-
-def _slice_clip(clip: Clip, frames: slice) -> Clip:
-    """Return the frames `frames` of `clip` as a clip of its own."""
-    return Clip(clip.identity, clip.source, clip.frames[frames], clip.masks[frames], clip.nmfc[frames],
-                clip.mouth_boxes[frames])  # fmt: skip
 
 
 def limit_frames(clips: Sequence[Clip], max_frames: int) -> list[Clip]:
@@ -201,7 +200,7 @@ def limit_frames(clips: Sequence[Clip], max_frames: int) -> list[Clip]:
     for clip in clips:
         if left <= 0:
             break
-        kept.append(clip if len(clip) <= left else _slice_clip(clip, slice(0, left)))
+        kept.append(clip if len(clip) <= left else clip.slice(slice(0, left)))
         left -= len(kept[-1])
     return kept
 
@@ -212,8 +211,46 @@ def frames_tensor(clips: Sequence[Clip]) -> Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def clip_warp_input(generator: Generator, clip: Clip, references: ReferenceFrames | None) -> Tensor | None:
+    """Return a clip's warp input (1, T, 5·K, S, S) for a G with warp references; None for one without."""
+    if not generator.config.warp_references:
+        return None
+    if references is None or clip.vertices_px is None:
+        raise EnrollError(
+            f"clip {clip.source}: this generator warps reference frames, and the clip or the target has no meshes "
+            "to warp along; preprocess the recording again"
+        )
+    return warp_sequence(clip.vertices_px, references, clip.size_px, warp_topology()).unsqueeze(0)
+
+
+def choose_warp_references(clips: Sequence[Clip], count: int) -> ReferenceFrames:
+    """Return `count` of the clips' frames chosen for coverage (training/references.py), as warp references.
+
+    The choice reads each frame's fitted mesh (`face3d.warp.mesh_coverage`): its pose, the inner
+    lips' gap and the eyelids' gap. EnrollError says what the recording lacks.
+    """
+    frames = [(c, t) for c, clip in enumerate(clips) for t in range(len(clip))]
+    if any(clip.vertices_px is None for clip in clips):
+        raise EnrollError("the clips carry no fitted meshes, so no reference frames can be chosen: preprocess again")
+    meshes = np.concatenate([clip.vertices_px for clip in clips if clip.vertices_px is not None])
+    try:
+        choice = choose_references_from_meshes(meshes, k=count)
+    except ReferenceError as error:
+        raise EnrollError(
+            f"the recording does not cover the face well enough for its reference frames: {error}"
+        ) from None
+    for note in choice.notes:
+        logger.warning("reference frames: %s", note)
+    picks = [frames[i] for i in choice.indices]
+    images = np.stack([clips[c].frames[t] for c, t in picks])
+    masks = np.stack([clips[c].masks[t] for c, t in picks])
+    return ReferenceFrames.of(images, masks, meshes[list(choice.indices)], choice.kinds, choice.indices)
+
+
 @torch.no_grad()
-def held_out_metrics(generator: Generator, clips: Sequence[Clip]) -> dict[str, float]:
+def held_out_metrics(
+    generator: Generator, clips: Sequence[Clip], references: ReferenceFrames | None = None
+) -> dict[str, float]:
     """Return §4's numbers for a converted G on held-out clips, frame-weighted over the clips.
 
     Each clip is rendered sequentially from its NMFC alone, starting from zeros and feeding back
@@ -233,7 +270,10 @@ def held_out_metrics(generator: Generator, clips: Sequence[Clip]) -> dict[str, f
             nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
             real = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().to(device)
             real_mask = torch.from_numpy(clip.masks).to(device) >= 128
-            generated, masks = generate_sequence(generator, nmfc, None)
+            warped = clip_warp_input(generator, clip, references)
+            generated, masks = generate_sequence(
+                generator, nmfc, None, warped=warped.to(device) if warped is not None else None
+            )
             fake = (generated[0].clamp(-1, 1) + 1) * 127.5
             distance = (fake - real).pow(2).sum(1).sqrt()  # (T, H, W)
             predicted = masks[0, :, 0] > 0.5
@@ -412,20 +452,28 @@ def finetune(
             f"{run_dir} fine-tunes from {point.state.get('base')}, not {base}: "
             "resume with that base or use a new folder"
         )
+    references = None
+    warp_count = model_config.generator.warp_references
+    if warp_count:
+        references = choose_warp_references(train, warp_count)
+        notes += [
+            "reference frames: "
+            + ", ".join(f"{k} (frame {i})" for k, i in zip(references.kinds, references.frame_indices, strict=True))
+        ]
     torch.manual_seed(config.seed)
     if point.state is not None and point.path is not None:
         logger.info("resuming fine-tuning in %s from %s (step %d)", run_dir, point.path, point.step)
         networks = _resumed_networks(step_config, point.state, point.path)
     else:
         networks = _fresh_networks(step_config, base_state, base, train)
-    step = _train(networks, step_config, train, run_dir, point.state, base, device, progress, max_steps)
+    step = _train(networks, step_config, train, run_dir, point.state, base, device, progress, max_steps, references)
     final = latest_good_checkpoint(run_dir / "checkpoints")
     if final.path is None:
         raise EnrollError(f"fine-tuning in {run_dir} ended without a checkpoint; see the log")
     generator = networks.modules.generator.cpu().eval()
     metrics: dict[str, float] = {}
     if step >= step_config.steps:
-        metrics = held_out_metrics(generator, held)
+        metrics = held_out_metrics(generator, held, references)
         _write_json(run_dir / HELDOUT_FILE, {"step": step, "holdout_frames": holdout, **metrics})
     return FinetuneResult(
         run_dir=run_dir,
@@ -442,6 +490,7 @@ def finetune(
         seconds=time.perf_counter() - began,
         notes=tuple(notes),
         refused=point.refused,
+        references=references,
     )
 
 
@@ -455,7 +504,7 @@ def _as_one_target(clips: Sequence[Clip], size_px: int) -> list[Clip]:
             f"the clips are {sorted(sizes)} px but the base model renders {size_px} px: preprocess at size_px {size_px}"
         )
     name = clips[0].identity
-    return [Clip(name, c.source, c.frames, c.masks, c.nmfc, c.mouth_boxes) for c in clips]
+    return [dataclasses.replace(c, identity=name) for c in clips]
 
 
 def _train(
@@ -468,9 +517,11 @@ def _train(
     device: str,
     progress: Callable[[FinetuneProgress], None] | None,
     max_steps: int | None,
+    references: ReferenceFrames | None = None,
 ) -> int:
     """Return the step reached after training from the resume state (or step 0) to the end or `max_steps`."""
-    sampler = BatchSampler(clips, step_config, networks.modules.critics_config)
+    fixed = {clips[0].identity: references} if references is not None else None
+    sampler = BatchSampler(clips, step_config, networks.modules.critics_config, fixed)
     renderer = networks.renderer.to(device)
     critics = networks.modules.critics.to(device)
     perceptual = networks.modules.perceptual.to(device)

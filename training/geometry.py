@@ -85,9 +85,17 @@ def nmfc_in_crop(
     full-frame NMFC would blend the colours of neighbouring triangles into values no triangle has.
     Its `mouth_box` is in crop pixels.
     """
+    return render_nmfc_px(mesh_in_crop(fitted, image_size, crop, size_px), (size_px, size_px), topology, mode)
+
+
+def mesh_in_crop(
+    fitted: FittedFrame, image_size: tuple[int, int], crop: CropBox, size_px: int
+) -> npt.NDArray[np.float64]:
+    """Return the (468, 3) fitted mesh in the pixels of `crop` resized to size_px (x, y down, depth
+    scaled alike); image_size is (width, height)."""
     pixels = project_fitted(fitted, image_size)
     scale = size_px / crop.side
     pixels[:, 0] = (pixels[:, 0] - crop.x0) * scale
     pixels[:, 1] = (pixels[:, 1] - crop.y0) * scale
     pixels[:, 2] *= scale
-    return render_nmfc_px(pixels, (size_px, size_px), topology, mode)
+    return pixels

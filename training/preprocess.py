@@ -43,10 +43,10 @@ from edge.segmentation import ForegroundSegmenter
 from edge.tracking import TrackedFrame
 from edge.tracks import save_tracks
 from face3d.fit import FitConfig, FitError, fit_person
-from face3d.nmfc import nmfc_topology
+from face3d.nmfc import nmfc_topology, render_nmfc_px
 from training.clips import CLIP_FORMAT_VERSION, Clip, ClipError, load_clip, save_clip
 from training.corpus import Corpus, CorpusError, CorpusVideo, discover_corpus
-from training.geometry import CropBox, FittedFrame, fitted_frames, load_fit_config, nmfc_in_crop
+from training.geometry import CropBox, FittedFrame, fitted_frames, load_fit_config, mesh_in_crop
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +376,7 @@ def write_runs(
             masks=np.stack(part["masks"]),
             nmfc=np.stack(part["nmfc"]),
             mouth_boxes=np.stack(part["mouth_boxes"]),
+            vertices_px=np.stack(part["vertices_px"]).astype(np.float32),
         )
         save_clip(clip, out / names[r])
         written.append(names[r])
@@ -391,8 +392,12 @@ def write_runs(
             if r is not None:
                 box = boxes[frame.index]
                 mask = np.round(segmenter.mask(frame.rgb) * 255).astype(np.uint8)
-                nmfc = nmfc_in_crop(fitted[frame.index], image_size, box, size, topology, config.nmfc_mode)
-                part = parts.setdefault(r, {"frames": [], "masks": [], "nmfc": [], "mouth_boxes": []})
+                mesh = mesh_in_crop(fitted[frame.index], image_size, box, size)
+                nmfc = render_nmfc_px(mesh, (size, size), topology, config.nmfc_mode)
+                part = parts.setdefault(
+                    r, {"frames": [], "masks": [], "nmfc": [], "mouth_boxes": [], "vertices_px": []}
+                )
+                part["vertices_px"].append(mesh)
                 part["frames"].append(crop_square(frame.rgb, box, size))
                 part["masks"].append(crop_square(mask, box, size))
                 part["nmfc"].append(nmfc.to_uint8())

@@ -53,6 +53,7 @@ import configs
 from edge.tracking import TrackedFrame
 from face3d import BLENDSHAPE_INDEX
 from face3d.pose import yaw_pitch_roll_deg
+from face3d.warp import mesh_coverage
 
 KINDS: tuple[str, ...] = ("frontal", "mouth open", "left turn", "right turn")
 """The reference kinds, in the order they are chosen and returned."""
@@ -101,6 +102,11 @@ class ReferenceCoverage(configs.StrictConfig):
     frontal_note_deg: float = Field(
         20.0, ge=0, le=180, description="a note when the frontal frame's |yaw| + |pitch| exceeds this (the woman's "
         "first shot: 27.8°, all her frames: 14.1°)",
+    )  # fmt: skip
+    required: tuple[str, ...] = Field(
+        ("frontal", "mouth open"), description="kinds whose absence refuses the recording; a missing turn is "
+        "replaced by the frame most different from those chosen, and a note says what to record next time "
+        "(the sample clip's woman never turns to her right in her first shot)",
     )  # fmt: skip
     jaw_open_deg: float = Field(
         100.0, gt=0, description="for extra references, a jawOpen difference of 1 weighs like this many degrees "
@@ -173,6 +179,7 @@ def choose_references(
     chosen: list[int] = []
     notes: list[str] = []
     missing: list[str] = []
+    stand_ins: list[str] = []
 
     def free(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         taken = np.zeros(count, dtype=bool)
@@ -200,7 +207,10 @@ def choose_references(
 
     if "mouth open" in wanted:
         mouth = _argbest(jaw, free(candidate & (jaw >= config.min_jaw_open)))
-        if mouth is None:
+        if mouth is None and "mouth open" not in config.required:
+            stand_ins.append("mouth open")
+            notes.append(f"mouth open: {_ADVICE['mouth open']}; the frame most different from the others stands in")
+        elif mouth is None:
             missing.append("mouth open")
         else:
             chosen.append(mouth)
@@ -211,7 +221,11 @@ def choose_references(
         depth = side * (yaw - yaw[frontal])  # degrees beyond the frontal's yaw toward that side
         turn = _argbest(depth, free(eyes_open & (depth >= config.min_turn_deg)))
         if turn is None:
-            missing.append(kind)
+            if kind in config.required:
+                missing.append(kind)
+            else:
+                stand_ins.append(kind)
+                notes.append(f"{kind}: {_ADVICE[kind]}; the frame most different from the others stands in")
             continue
         chosen.append(turn)
         if depth[turn] < config.weak_turn_deg:
@@ -233,7 +247,7 @@ def choose_references(
         extra = _argbest(nearest, pool)
         assert extra is not None  # at least k frames are candidates
         chosen.append(extra)
-    kinds = (*wanted, *([EXTRA] * (k - len(wanted))))
+    kinds = (*(kind for kind in wanted if kind not in stand_ins), *([EXTRA] * (k - len(wanted) + len(stand_ins))))
     return ReferenceChoice(tuple(chosen), kinds, tuple(notes))
 
 
@@ -266,3 +280,28 @@ def choose_references_from_tracks(
         closed[i] = eyes_closed_score(frame.blendshapes)
         ok[i] = frame.face_found
     return choose_references(yaw, pitch, jaw, closed, ok, k, config)
+
+
+# Reference coverage from the fitted meshes (face3d.warp.mesh_coverage) rather than the tracker's
+# blendshape scores, which the clips do not keep. Openings are taken relative to the recording's
+# own: people differ (the synthetic people's mouths never close to the sample clip's, their eyes are
+# narrower), so the mouth's opening counts from the recording's most closed mouth, and the eyes'
+# closure is 1 − lid gap ÷ the recording's median lid gap. On the sample clip's tracked meshes the
+# closed mouths lie within 0.02 of the face's height of the most closed one and speaking reaches
+# 0.04–0.11; open eyes score ≤ 0.34 and blinks (eyeBlink scores ≥ 0.4) ≥ 0.55: the cut lies between.
+MESH_COVERAGE = ReferenceCoverage(max_neutral_jaw_open=0.02, min_jaw_open=0.05, max_eyes_closed=0.45)
+
+
+def choose_references_from_meshes(
+    vertices_px: npt.ArrayLike, k: int = DEFAULT_K, config: ReferenceCoverage = MESH_COVERAGE
+) -> ReferenceChoice:
+    """Return K reference frames of T fitted meshes (T, 468, 3) in pixels (indices into them), by
+    `choose_references` on their pose and openings (`face3d.warp.mesh_coverage`, relative to the
+    recording's own: see MESH_COVERAGE)."""
+    coverage = mesh_coverage(vertices_px)
+    usable = np.isfinite(coverage.yaw_deg)
+    if not usable.any():
+        raise ReferenceError(_ADVICE["frontal"])
+    mouth = coverage.mouth_open - np.nanmin(coverage.mouth_open)
+    closed = np.clip(1.0 - coverage.eyes_open / np.nanmedian(coverage.eyes_open), 0.0, 1.0)
+    return choose_references(coverage.yaw_deg, coverage.pitch_deg, mouth, closed, usable, k, config)

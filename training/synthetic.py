@@ -61,7 +61,8 @@ class SyntheticClip:
     nmfc: (T, H, W, 3) uint8 NMFC images of the open mesh; mouth_boxes: (T, 4) int (x0, y0, x1, y1),
     x1/y1 exclusive; weights: (T, 52) float64 in [0, 1]; rotations: (T, 3, 3) canonical → camera
     (y up); scales: (T,) pixels per cm; translations: (T, 2) pixels, where the canonical origin lands;
-    texture: (S, S, 3) uint8 in canonical UV space; model: the person's PersonModel.
+    texture: (S, S, 3) uint8 in canonical UV space; model: the person's PersonModel;
+    vertices_px: (T, 468, 3) float32 each frame's mesh in pixels (x, y down, depth smaller nearer).
     """
 
     frames: UInt8Array
@@ -75,6 +76,7 @@ class SyntheticClip:
     texture: UInt8Array
     model: PersonModel
     fps: float
+    vertices_px: npt.NDArray[np.float32]
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -279,9 +281,11 @@ def synthetic_clip(
     masks = np.empty((frames, size_px, size_px), np.uint8)
     nmfc = np.empty((frames, size_px, size_px, 3), np.uint8)
     boxes = np.empty((frames, 4), np.int64)
+    vertices = np.empty((frames, shapes.shape[1], 3), np.float32)
     size = (size_px, size_px)
     for t in range(frames):
         pixels = project_scaled_orthographic(shapes[t], rotations[t], scales[t], translations[t])
+        vertices[t] = pixels
         raster = rasterise(pixels, canonical.triangles, size)
         uv = raster.interpolate(canonical.uv)
         rows = np.clip((uv[:, :, 1] * texture_px).astype(np.int64), 0, texture_px - 1)
@@ -294,7 +298,8 @@ def synthetic_clip(
         masks[t] = head.astype(np.uint8) * 255
         nmfc[t] = render_nmfc_px(pixels, size, nmfc_topo).to_uint8()
         boxes[t] = mouth_box(pixels[list(LIP_VERTICES), :2], size)
-    return SyntheticClip(out_frames, masks, nmfc, boxes, weights, rotations, scales, translations, texture, model, fps)
+    return SyntheticClip(out_frames, masks, nmfc, boxes, weights, rotations, scales, translations, texture, model, fps,
+                         vertices)  # fmt: skip
 
 
 def _vertex_normals(vertices: FloatArray, triangles: npt.NDArray[np.int32]) -> FloatArray:

@@ -22,7 +22,7 @@ Choices the paper leaves open, and what this module does:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,8 +35,10 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 import configs
+from face3d.warp import warp_topology
 from inference.networks import Generator, IdentityEmbedder, ModelConfig
 from inference.networks.config import model_size_section
+from inference.warp import ReferenceFrames, prior_blend, warp_sequence
 from training.checkpoint import TrainingError
 from training.clips import Clip, ClipWindows
 from training.discriminators import (
@@ -141,30 +143,41 @@ class Renderer(nn.Module):
         self.generator = generator
         self.embedder = embedder
 
-    def forward(self, nmfc: Tensor, references: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, nmfc: Tensor, references: Tensor, warped: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Return generated frames (B, L, 3, H, W), masks (B, L, 1, H, W) and ê (B, D).
 
         nmfc: (B, L, 3, H, W) in [0, 1], the window's NMFC frames; references: (B, K, 3, H, W) in
-        [−1, 1], K frames of each window's identity (eq. 4).
+        [−1, 1], K frames of each window's identity (eq. 4); warped: (B, L, 5·K_w, H, W) each
+        frame's warp input when G blends warped references (inference/warp.py).
         """
         batch, references_k = references.shape[:2]
         embeddings = self.embedder(references.flatten(0, 1))
         identity = embeddings.view(batch, references_k, -1).mean(1)
-        frames, masks = generate_sequence(self.generator, nmfc, identity)
+        frames, masks = generate_sequence(self.generator, nmfc, identity, warped=warped)
         return frames, masks, identity
 
 
 def generate_sequence(
-    generator: Generator, nmfc: Tensor, identity: Tensor | None, detach_feedback: bool = True
+    generator: Generator,
+    nmfc: Tensor,
+    identity: Tensor | None,
+    detach_feedback: bool = True,
+    warped: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Return frames (B, L, 3, H, W) and masks (B, L, 1, H, W) generated one step at a time (eq. 5).
 
-    nmfc: (B, L, 3, H, W) in [0, 1]; identity: (B, D) ê, or None for a converted generator. Before
+    nmfc: (B, L, 3, H, W) in [0, 1]; identity: (B, D) ê, or None for a converted generator;
+    warped: (B, L, 5·K, H, W) each frame's warp input, required when G has warp references. Before
     the first frame the first NMFC frame is repeated and the previous frames are zeros; after it
     the generated frames are fed back (detached when `detach_feedback`).
     """
     n_nmfc, n_previous = generator.config.nmfc_frames, generator.config.previous_frames
     batch, length = nmfc.shape[:2]
+    if generator.config.warp_references and warped is None:
+        raise TrainingError(
+            "this generator blends warped reference frames, but the frames carry no meshes to warp along: "
+            "preprocess the videos again (clips written before meshes were kept have none)"
+        )
     zeros = nmfc.new_zeros(batch, 3, *nmfc.shape[-2:])
     generated: list[Tensor] = []
     masks: list[Tensor] = []
@@ -173,6 +186,8 @@ def generate_sequence(
         previous = [generated[t - back] if t - back >= 0 else zeros for back in reversed(range(1, n_previous + 1))]
         if detach_feedback:
             previous = [p.detach() for p in previous]
+        if generator.config.warp_references and warped is not None:
+            stack.append(warped[:, t])
         output = generator(torch.cat(stack, 1), torch.cat(previous, 1), identity)
         generated.append(output.frame)
         masks.append(output.mask)
@@ -347,7 +362,8 @@ class Batch:
     frames: (B, L, 3, H, W) in [−1, 1]; nmfc: (B, L, 3, H, W) in [0, 1]; masks: (B, L, 1, H, W) in
     [0, 1]; mouth_boxes: (B, L, 4) int64; identity: (B,) int64 rows of D_I's W; references:
     (B, K, 3, H, W) in [−1, 1], eq. 4's frames; flows: per temporal scale of D_D, the real frames'
-    flows (B, K_D−1, 2, H, W) in pixels.
+    flows (B, K_D−1, 2, H, W) in pixels; warped: (B, L, 5·K_w, H, W) every frame's warp input
+    (inference/warp.py) when G blends warped references, else None.
     """
 
     frames: Tensor
@@ -357,6 +373,7 @@ class Batch:
     identity: Tensor
     references: Tensor
     flows: list[Tensor]
+    warped: Tensor | None = None
 
     def to(self, device: torch.device | str, channels_last: bool = False) -> Batch:
         """Return the batch on `device` (image tensors in channels-last layout when asked)."""
@@ -374,6 +391,7 @@ class Batch:
             identity=self.identity.to(device),
             references=self.references.to(device),
             flows=[move(f) for f in self.flows],
+            warped=self.warped.to(device) if self.warped is not None else None,
         )
 
 
@@ -388,9 +406,7 @@ def training_clips(clips: Sequence[Clip], holdout_frames: int, window: int) -> l
                 f"clip {clip.identity!r} ({clip.source}) has {len(clip)} frames: holding out {holdout_frames} "
                 f"leaves fewer than a window of {window}; lower holdout_frames or window"
             )
-        cut = slice(0, len(clip) - holdout_frames)
-        kept.append(Clip(clip.identity, clip.source, clip.frames[cut], clip.masks[cut], clip.nmfc[cut],
-                         clip.mouth_boxes[cut]))  # fmt: skip
+        kept.append(clip.slice(slice(0, len(clip) - holdout_frames)))
     return kept
 
 
@@ -401,7 +417,13 @@ class BatchSampler:
     `numpy.random.default_rng([seed, s, r])`, so the data order survives a resume without state.
     """
 
-    def __init__(self, clips: Sequence[Clip], config: PretrainConfig, critics: DiscriminatorsConfig) -> None:
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        config: PretrainConfig,
+        critics: DiscriminatorsConfig,
+        warp_references: Mapping[str, ReferenceFrames] | None = None,
+    ) -> None:
         self.config = config
         self.windows = ClipWindows(clips, length=config.window)
         self.identities = self.windows.identities
@@ -415,6 +437,16 @@ class BatchSampler:
             if config.use_dynamics
             else []
         )
+        self._warp_count = config.model_configs()[0].generator.warp_references
+        self._fixed_references = dict(warp_references or {})
+        if self._warp_count:
+            missing = [clip.source for clip in self.windows.clips if clip.vertices_px is None]
+            if missing:
+                raise TrainingError(
+                    f"G blends {self._warp_count} warped reference frames, but {len(missing)} clip(s) carry no "
+                    f"meshes to warp along (e.g. {missing[0]}): preprocess them again"
+                )
+            self._topology = warp_topology()
 
     def _reference_frames(self, identity: int, rng: np.random.Generator) -> Tensor:
         """Return K frames (K, 3, S, S) in [−1, 1] of identity `identity` drawn with `rng`."""
@@ -432,6 +464,9 @@ class BatchSampler:
         references = torch.stack([self._reference_frames(int(i), rng) for i in stacked["identity"]])
         # Flow of the *real* frames at each temporal scale's indices (DIS on the CPU, no gradient).
         flows = [sequence_flow(stacked["frames"][:, s], self._flow) for s in self._dynamics_indices]
+        warped = None
+        if self._warp_count:
+            warped = torch.stack([self._warped(int(i), rng) for i in indices])
         return Batch(
             frames=stacked["frames"],
             nmfc=stacked["nmfc"],
@@ -440,7 +475,38 @@ class BatchSampler:
             identity=stacked["identity"],
             references=references,
             flows=flows,
+            warped=warped,
         )
+
+    def warp_references_for(self, identity: str, rng: np.random.Generator, avoid: tuple[int, slice]) -> ReferenceFrames:
+        """Return the warp's reference frames of `identity`: its fixed ones (enrolment), else K frames
+        drawn with `rng` from its clips, outside the frames `avoid` (clip, frames) being generated."""
+        fixed = self._fixed_references.get(identity)
+        if fixed is not None:
+            return fixed
+        pool = self._pools[self.identities.index(identity)]
+        c, frames = avoid
+        outside = pool[~((pool[:, 0] == c) & (pool[:, 1] >= frames.start) & (pool[:, 1] < frames.stop))]
+        choices = outside if len(outside) >= self._warp_count else pool
+        picks = choices[rng.choice(len(choices), size=self._warp_count, replace=len(choices) < self._warp_count)]
+        clips = self.windows.clips
+        vertices = np.stack([_mesh(clips[c], t) for c, t in picks])
+        return ReferenceFrames.of(np.stack([clips[c].frames[t] for c, t in picks]),
+                                  np.stack([clips[c].masks[t] for c, t in picks]), vertices,
+                                  topology=self._topology)  # fmt: skip
+
+    def _warped(self, window: int, rng: np.random.Generator) -> Tensor:
+        """Return the warp input (L, 5·K, S, S) of window `window`'s frames."""
+        c, frames = self.windows.location(window)
+        clip = self.windows.clips[c]
+        references = self.warp_references_for(clip.identity, rng, (c, frames))
+        return warp_sequence(_mesh(clip, frames), references, clip.size_px, self._topology)
+
+
+def _mesh(clip: Clip, frames: int | slice) -> npt.NDArray[np.float32]:
+    """Return the clip's meshes at `frames` (checked present when the sampler was built)."""
+    assert clip.vertices_px is not None
+    return clip.vertices_px[frames]
 
 
 @dataclass(frozen=True)
@@ -497,7 +563,7 @@ def train_step(
 
     # Generator and embedder: L_adv + λ_FM L_FM + λ_mask L_mask + λ_pixel L1 + λ_VGG L_VGG (+ L_EMB on E).
     with autocast:
-        fake, fake_masks, identity = renderer(batch.nmfc, batch.references)
+        fake, fake_masks, identity = renderer(batch.nmfc, batch.references, batch.warped)
         judged = critics(torch.cat((batch.frames, fake)), nmfc2, identity2, boxes2, doubled_flows)
     real_out, fake_out = split_outputs(judged, windows, length)
     fake, fake_masks = fake.float(), fake_masks.float()
@@ -561,13 +627,12 @@ def to_uint8(images: Tensor, low: float) -> npt.NDArray[np.uint8]:
 
 
 def sample_grid(batch: Batch, result: StepResult, window_index: int = 0) -> npt.NDArray[np.uint8]:
-    """Return a (4·H, L·W, 3) uint8 RGB grid of one window: rows NMFC | real | generated | mask, columns time."""
-    rows = [
-        to_uint8(batch.nmfc[window_index], 0.0),
-        to_uint8(batch.frames[window_index], -1.0),
-        to_uint8(result.generated[window_index], -1.0),
-        to_uint8(result.masks[window_index], 0.0),
-    ]
+    """Return a (R·H, L·W, 3) uint8 RGB grid of one window, columns time: rows NMFC | real | warped
+    references (their prior blend; only when G warps) | generated | mask."""
+    rows = [to_uint8(batch.nmfc[window_index], 0.0), to_uint8(batch.frames[window_index], -1.0)]
+    if batch.warped is not None:
+        rows.append(to_uint8(prior_blend(batch.warped[window_index]), -1.0))
+    rows += [to_uint8(result.generated[window_index], -1.0), to_uint8(result.masks[window_index], 0.0)]
     return np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
 
 

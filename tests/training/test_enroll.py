@@ -1,4 +1,4 @@
-"""Enrolment: stage-2 fine-tuning from a pretrained base beats random initialisation, bundles, bad input, resume.
+"""Enrolment: stage-2 fine-tuning refines the warped references without losing them, bundles, bad input, resume.
 
 The base is a `tiny-ci` stage-1 run (64² networks) of 120 steps on four synthetic people, trained
 once for the module in this process; the target is a fifth synthetic person (seed 11) with 50
@@ -23,6 +23,7 @@ import torch
 
 from edge import Person, Tracks, VideoFile, track_video
 from edge.annotate import VideoWriter
+from inference.networks import Generator
 from inference.registry import TargetRegistry, target_generator
 from training.checkpoint import list_checkpoints
 from training.clips import Clip, synthetic_corpus
@@ -38,7 +39,7 @@ from training.enroll import (
     enroll_clips,
     load_enroll_config,
 )
-from training.finetune import finetune, split_holdout
+from training.finetune import clip_warp_input, finetune, held_out_metrics, split_holdout
 from training.pretrain import load_pretrain_config, pretrain
 from training.synthetic import synthetic_clip
 
@@ -46,11 +47,12 @@ SIZE_PX = 64
 TARGET_SEED = 11  # the base is pretrained on seeds 0–3
 TARGET_FRAMES = 60  # 50 to train on, the last 10 held out (configs/enroll.yaml tiny-ci)
 BASE_STEPS = 120
-# Fine-tuning from the base must end at least this much lower (relative) in held-out pixel distance
-# than from random weights with the same budget. Measured (0–255 RGB L2, 40 fine-tuning steps): with
-# this 120-step base 26.4 vs 30.8 (14 % lower); with 80 base steps 28.1 vs 30.8 (9 %). 5 % leaves room
-# for other CPUs' rounding while still failing if stage-1 initialisation stopped helping.
-MARGIN = 0.05
+# Fine-tuning must keep what the warp alone gives (an untrained warp G: its heads start at zero)
+# within this much (relative) in held-out pixel distance. Measured (0–255 RGB L2, 40 fine-tuning
+# steps, synthetic people, where the warp is near exact): warp alone 10.4; fine-tuned from this
+# 120-step base 11.4, from random weights 11.0 with λ_pixel 100. With λ_pixel 10 the adversarial
+# terms printed checkerboards and mouth boxes into the face: 12.9 (24 % worse), which this fails.
+MARGIN = 0.15
 
 
 def tiny(**finetune: Any) -> EnrollConfig:
@@ -88,22 +90,28 @@ def enrolled(
                         base_checkpoint, tiny(), tmp_path_factory.mktemp("work"))  # fmt: skip
 
 
-def test_pretrained_base_beats_random_initialisation(
+def test_fine_tuning_refines_the_warp_without_losing_it(
     enrolled: EnrollResult, target: list[Clip], tmp_path: Path
 ) -> None:
-    """§4's ablation "without stage-1 initialisation": same frames, steps and seed, higher held-out distance."""
+    """From the base and from random weights (§4's "without stage-1 initialisation"), with the same frames,
+    steps and seed: both stay near the warp alone, which is far below what painting from the NMFC reached."""
     scratch = finetune(target, None, tiny().finetune, tmp_path / "scratch")
     pretrained = enrolled.finetune
     assert pretrained.holdout_frames == scratch.holdout_frames == 10
     assert pretrained.training_frames == scratch.training_frames == 50
     assert pretrained.step == scratch.step == 40
+    assert pretrained.references is not None and len(pretrained.references) == 4
+    _, held = split_holdout(target, 10, 1)
+    warp = Generator(pretrained.generator.config)
+    warp.convert_adain_to_instance_norm(torch.zeros(warp.config.identity_dim))
+    alone = held_out_metrics(warp.eval(), held, pretrained.references)["pixel_distance"]
     ours, theirs = pretrained.metrics["pixel_distance"], scratch.metrics["pixel_distance"]
-    print(f"\nheld-out pixel distance (RGB L2, 0–255) after 40 tiny-ci steps on 50 frames: "
-          f"from the pretrained base {ours:.2f}, from random initialisation {theirs:.2f} "
-          f"({(1 - ours / theirs):.1%} lower); fine-tuning took {pretrained.seconds:.1f} s")  # fmt: skip
-    assert ours < (1 - MARGIN) * theirs
-    # A chance-level generator (uniform RGB) is ~190 away; both must have learnt the target.
-    assert theirs < 60
+    print(f"\nheld-out pixel distance (RGB L2, 0–255), 40 tiny-ci steps on 50 frames: warp alone {alone:.2f}, "
+          f"fine-tuned from the base {ours:.2f}, from random weights {theirs:.2f}; fine-tuning took "
+          f"{pretrained.seconds:.1f} s")  # fmt: skip
+    assert ours < (1 + MARGIN) * alone and theirs < (1 + MARGIN) * alone
+    # The NMFC-only generator of the same budget reached 26–31 here: the warp keeps the target's pixels.
+    assert alone < 20
 
 
 def test_bundle_loads_back_and_reproduces_the_fine_tuned_generator(
@@ -116,9 +124,17 @@ def test_bundle_loads_back_and_reproduces_the_fine_tuned_generator(
     assert bundle.version == enrolled.version
 
     generator = target_generator(bundle)
+    assert bundle.references is not None and enrolled.finetune.references is not None
+    np.testing.assert_array_equal(bundle.references.images, enrolled.finetune.references.images)
+    assert bundle.metadata.training["references"] == [
+        {"kind": k, "frame": i} for k, i in zip(bundle.references.kinds, bundle.references.frame_indices, strict=True)
+    ]
     _, held = split_holdout(target, 10, 1)
     nmfc = torch.from_numpy(held[0].nmfc[:3]).permute(0, 3, 1, 2).float().div(255)
-    stack, previous = nmfc.reshape(1, 9, SIZE_PX, SIZE_PX), torch.zeros(1, 6, SIZE_PX, SIZE_PX)
+    warped = clip_warp_input(generator, held[0].slice(slice(2, 3)), bundle.references)
+    assert warped is not None
+    stack = torch.cat([nmfc.reshape(1, 9, SIZE_PX, SIZE_PX), warped[:, 0]], 1)
+    previous = torch.zeros(1, 6, SIZE_PX, SIZE_PX)
     with torch.no_grad():
         expected = enrolled.finetune.generator(stack, previous)
         rebuilt = generator(stack, previous)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import cast
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -24,6 +25,7 @@ from training.clips import Clip, synthetic_corpus
 from training.enroll import load_enroll_config
 from training.evaluate import (
     ABLATIONS,
+    CONTACT_SHEET,
     REPORT_JSON,
     REPORT_MARKDOWN,
     VIDEO_FILE,
@@ -110,6 +112,7 @@ def test_a_perfect_generator_scores_zero_distances_and_full_overlap(perfect_repo
     assert perfect_report.temporal_difference_error < 1e-3
     assert perfect_report.generated_motion == pytest.approx(perfect_report.real_motion, abs=1e-3)
     assert perfect_report.real_motion > 0  # the synthetic person moves: the flicker measure is not vacuous
+    assert perfect_report.sharpness_ratio == 1.0  # the same frames: the same Laplacian, ratio exactly 1
 
 
 def test_a_noise_generator_scores_large_distances(
@@ -125,6 +128,9 @@ def test_a_noise_generator_scores_large_distances(
     assert report.temporal_difference_error > 60
     assert report.identity_frechet_distance > 0.05
     assert report.identity_frechet_distance > 100 * perfect_report.identity_frechet_distance
+    assert report.identity_distance > perfect_report.identity_distance
+    # Uniform noise has far more Laplacian energy than a smooth face: no sharpness is lost, it is exceeded.
+    assert report.sharpness_ratio > 1
 
 
 def test_report_files_parse_and_the_video_is_side_by_side(
@@ -141,7 +147,10 @@ def test_report_files_parse_and_the_video_is_side_by_side(
     with av.open(str(tmp_path / VIDEO_FILE)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(decoded) == HELD_FRAMES
-    assert decoded[0].shape == (SIZE_PX, 3 * SIZE_PX, 3)
+    assert decoded[0].shape == (SIZE_PX, 4 * SIZE_PX, 3)  # real | NMFC | warped reference | generated
+    sheet = cv2.imread(str(tmp_path / CONTACT_SHEET))
+    assert sheet is not None and sheet.shape[1] == 4 * max(SIZE_PX, 64)
+    assert "same person" in markdown and "sharpness ratio" in markdown
 
 
 def test_pixel_numbers_match_finetunes_held_out_metrics(
@@ -172,26 +181,35 @@ def test_too_few_held_out_frames_are_refused(target: list[Clip], tmp_path: Path)
         evaluate(cast(Generator, NoiseGenerator()), target, tmp_path, 1)
 
 
-def test_ablations_fill_the_papers_five_rows_in_order(target: list[Clip], tmp_path: Path) -> None:
+def test_ablations_fill_the_warp_rows_and_the_papers_five_rows_in_order(target: list[Clip], tmp_path: Path) -> None:
     corpus = synthetic_corpus(identities=2, frames=12, size_px=SIZE_PX, seed=0)
-    base_config = load_pretrain_config("tiny-ci", steps=4, checkpoint_every=4, sample_every=4)
-    base = pretrain(base_config, corpus, tmp_path / "base", backend="local").checkpoint
+    bases = {}
+    for name, generator in (("warp", {}), ("no-warp", {"warp_references": 0})):
+        base_config = load_pretrain_config("tiny-ci", steps=4, checkpoint_every=4, sample_every=4, generator=generator)
+        bases[name] = pretrain(base_config, corpus, tmp_path / name, backend="local").checkpoint
     train, held = split_holdout(target, HELD_FRAMES, 3)
     config = load_enroll_config("tiny-ci").finetune
-    results = run_ablations(train, held, base, config, tmp_path / "ablations", steps=2)
+    results = run_ablations(train, held, bases["warp"], config, tmp_path / "ablations", steps=2,
+                            no_warp_base=bases["no-warp"])  # fmt: skip
     assert list(results) == list(ABLATIONS)
     table = ablation_table(results)
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert rows == list(ABLATIONS)
     assert all(report.frames == HELD_FRAMES for report in results.values())
-    assert (tmp_path / "ablations" / "ablations.md").read_text(encoding="utf-8").count("\n| ") == 6
+    assert (tmp_path / "ablations" / "ablations.md").read_text(encoding="utf-8").count("\n| ") == len(ABLATIONS) + 1
     assert set(json.loads((tmp_path / "ablations" / "ablations.json").read_text(encoding="utf-8"))) == set(ABLATIONS)
+    # The warp alone is the untrained warp G: on a synthetic person (exact meshes) it is far nearer the
+    # real frames than the NMFC-only G after the same two steps from a 4-step base.
+    alone, painted = results["warp alone"], results["no warp (NMFC only)"]
+    assert alone.masked_pixel_distance < 0.5 * painted.masked_pixel_distance
+    assert (tmp_path / "ablations" / "warp-alone" / CONTACT_SHEET).is_file()
 
 
 def test_the_table_marks_missing_variants_and_refuses_unknown_ones(perfect_report: EvaluationReport) -> None:
     table = ablation_table({"full": perfect_report})
     lines = table.splitlines()
-    assert lines[2].startswith("| full | 0.00 |")
-    assert all("—" in line for line in lines[3:])
+    full = 2 + ABLATIONS.index("full")
+    assert lines[full].startswith("| full | 0.00 |")
+    assert all("—" in line for i, line in enumerate(lines[2:], 2) if i != full)
     with pytest.raises(EvaluationError, match="unknown ablation"):
         ablation_table({"without E": perfect_report})

@@ -148,8 +148,15 @@ def recording(
     }
 
 
+STRICT = ReferenceCoverage(required=KINDS)
+"""Every kind required: a missing turn refuses the recording instead of being stood in for."""
+
+
 def choose(
-    arrays: dict[str, npt.NDArray[np.float64]], usable: npt.NDArray[np.bool_] | None = None, k: int = 4
+    arrays: dict[str, npt.NDArray[np.float64]],
+    usable: npt.NDArray[np.bool_] | None = None,
+    k: int = 4,
+    config: ReferenceCoverage = STRICT,
 ) -> ReferenceChoice:
     return choose_references(
         arrays["yaw_deg"],
@@ -158,6 +165,7 @@ def choose(
         arrays["eyes_closed"],
         np.ones(T, bool) if usable is None else usable,
         k,
+        config,
     )
 
 
@@ -184,6 +192,17 @@ def test_each_missing_kind_is_named_with_what_to_do(arrays: dict[str, npt.NDArra
     with pytest.raises(ReferenceError, match=missing) as caught:
         choose(arrays)
     assert str(caught.value).count("no frame") == 1
+
+
+def test_by_default_a_missing_turn_is_stood_in_for_and_noted_but_a_closed_mouth_refuses() -> None:
+    arrays = recording(yaw=SWEEP, pitch=LEVEL)  # never turns to the subject's right
+    choice = choose(arrays, config=ReferenceCoverage())
+    assert choice.kinds == ("frontal", "mouth open", "left turn", EXTRA)
+    assert len(set(choice.indices)) == 4
+    assert [note.split(":")[0] for note in choice.notes] == ["right turn"]
+    assert "no frame turned to your right" in choice.notes[0]
+    with pytest.raises(ReferenceError, match="say a few words"):
+        choose(recording(jaw=np.full(T, 0.01)), config=ReferenceCoverage())
 
 
 def test_a_still_head_that_never_speaks_gets_one_error_naming_all_three() -> None:
