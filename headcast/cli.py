@@ -344,7 +344,7 @@ def pretrain(
         str, typer.Option(help="'synthetic' (built in) or a folder written by `headcast preprocess`")
     ] = "synthetic",
     profile: Annotated[
-        str, typer.Option(help="a profile of configs/pretrain.yaml: default, tiny-ci, base")
+        str, typer.Option(help="a profile of configs/pretrain.yaml: default, cpu, tiny-ci, base")
     ] = "default",
     steps: Annotated[int | None, typer.Option(help="optimisation steps (default: the profile's)")] = None,
     identities: Annotated[int, typer.Option(help="people in the synthetic corpus")] = 8,
@@ -405,7 +405,7 @@ def enroll(
     subject: Annotated[str, typer.Option(help="the recorded person, who consented to be enrolled")],
     base: Annotated[Path | None, typer.Option(help="a stage-1 checkpoint from `headcast pretrain`")] = None,
     registry: Annotated[str | None, typer.Option(help="registry root (path or fsspec URI)")] = None,
-    profile: Annotated[str, typer.Option(help="a profile of configs/enroll.yaml: default, tiny-ci")] = "default",
+    profile: Annotated[str, typer.Option(help="a profile of configs/enroll.yaml: default, cpu, tiny-ci")] = "default",
     steps: Annotated[int | None, typer.Option(help="fine-tuning steps (default: the profile's)")] = None,
     person: Annotated[int | None, typer.Option(help="which person of the recording (default: most frequent)")] = None,
     address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL (default: a local one)")] = None,
@@ -474,13 +474,18 @@ def evaluate_target(
         Path | None,
         typer.Option(help="also fine-tune the paper's ablations from this stage-1 checkpoint and tabulate them"),
     ] = None,
+    no_warp_base: Annotated[
+        Path | None,
+        typer.Option(help="with --ablations: a stage-1 checkpoint without warp references, for the NMFC-only row"),
+    ] = None,
     steps: Annotated[int, typer.Option(help="fine-tuning steps of each ablation variant")] = 500,
     profile: Annotated[str, typer.Option(help="configs/enroll.yaml profile for the ablations")] = "default",
 ) -> None:
     """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment).
 
-    With --ablations CKPT, the target is fine-tuned again without D_D, without D_M, without both and
-    without stage-1 initialisation, and the paper's table is written to OUT/ablations/ablations.md.
+    With --ablations CKPT, the warp alone is measured and the target is fine-tuned again without D_D,
+    without D_M, without both and without stage-1 initialisation (and from --no-warp-base, the
+    NMFC-only generator); the table is written to OUT/ablations/ablations.md.
     """
     from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
     from training.enroll import EnrollError, enrolment_clips
@@ -493,7 +498,7 @@ def evaluate_target(
         clips = enrolment_clips(work_dir or headcast_cache_dir() / "enrol" / target)
         frames = holdout if holdout is not None else int(bundle.metadata.training.get("holdout_frames", 100))
         with console.status(f"generating the last {frames} frames of {target}'s recording"):
-            report = evaluate(generator, clips, out_dir, holdout=frames)
+            report = evaluate(generator, clips, out_dir, holdout=frames, references=bundle.references)
     stdout.print(report.markdown(), highlight=False, markup=False)
     if ablations is not None:
         from training.enroll import load_enroll_config
@@ -503,7 +508,9 @@ def evaluate_target(
         with _errors(EnrollError, EvaluationError), console.status("fine-tuning and evaluating the ablations"):
             train, held = split_holdout(clips, frames, 1)
             finetune_config = load_enroll_config(profile).finetune
-            table = ablation_table(run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps))
+            results = run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps,
+                                    no_warp_base=no_warp_base)  # fmt: skip
+            table = ablation_table(results)
         stdout.print(table, highlight=False, markup=False)
     stdout.print(f"report: {out_dir}", highlight=False)
 
@@ -804,7 +811,8 @@ def demo(
 
     Tracks the clip (annotated video); enrols the woman once (cached); starts local Ray with the Serve
     app and the WebRTC gateway on loopback; streams the man's coefficients from the Python edge and
-    records the avatar a viewer receives, a side-by-side video (source | NMFC | avatar) and a report.
+    records the avatar a viewer receives, a side-by-side video (source | NMFC | warped reference |
+    avatar), a contact sheet and a report.
     """
     import asyncio
 
@@ -839,9 +847,12 @@ def demo(
 
             ray_serve.shutdown()
             ray.shutdown()
-        with console.status("writing the side-by-side video"):
+        with console.status("writing the side-by-side video and the contact sheet"):
             paired = live.write_side_by_side(clip, registry, session, fps, out_dir / live.SIDE_BY_SIDE_VIDEO)
-        report = live.session_report(session, source, len(stream), fps, cached, paired)
+            live.write_contact_sheet(paired, out_dir / live.CONTACT_SHEET)
+        with console.status("measuring whose face the avatar shows"):
+            identity = live.avatar_identity(clip, tracks, target, source, paired)
+        report = live.session_report(session, source, len(stream), fps, cached, paired.frames, identity)
         live.write_report(report, out_dir)
     table = Table(show_header=False, box=None)
     table.add_row("target", f"person {target} as {live.DEMO_TARGET!r} ({'cached' if cached else 'enrolled'}: "
@@ -854,7 +865,13 @@ def demo(
     table.add_row("dropped", ", ".join(f"{k} {v}" for k, v in report["dropped"].items()))
     table.add_row("gateway p50", ", ".join(f"{k} {v} ms" for k, v in report["gateway_stage_ms_p50"].items()))
     table.add_row("avatar video", str(out_dir / live.AVATAR_VIDEO))
+    if identity is not None:
+        table.add_row("whose face", f"nearer the woman than the man in {identity['nearer_target_fraction']:.0%} of "
+                                    f"frames; distance to her {identity['median_to_target']:.2f}, to him "
+                                    f"{identity['median_to_driver']:.2f} (median; same person under "
+                                    f"{identity['threshold']})")  # fmt: skip
     table.add_row("side by side", str(out_dir / live.SIDE_BY_SIDE_VIDEO))
+    table.add_row("contact sheet", str(out_dir / live.CONTACT_SHEET))
     table.add_row("report", str(out_dir / live.REPORT))
     stdout.print(table)
 

@@ -5,13 +5,17 @@ the WebRTC gateway on loopback, the Python edge streaming the man's coefficients
 codec over the "coeffs" data channel) and a viewer peer recording the avatar's video track.
 
 The woman is enrolled once and cached (`<cache>/demo`): a small stage-1 base pretrained on the
-synthetic corpus, then her few-shot fine-tuning from the clip — both at the CPU profile `tiny-ci`
-(64² faces), so the first run takes a few minutes and later runs seconds. The avatar is blurry at
-that size and budget; a GPU enrolment at `base` (256²) is the real configuration.
+synthetic corpus, then her few-shot fine-tuning from the clip — both at the CPU profile `cpu`
+(128² faces, composited to 256²), so the first run takes a few minutes and later runs seconds. Her
+avatar is her own face: four of her frames warped along the mesh to the man's pose and expression
+and refined by the generator (inference/warp.py). A GPU enrolment at `base` (256²) is the real
+configuration.
 
-Outputs: avatar.mp4 (what a viewer received), side-by-side.mp4 (source | NMFC | avatar, paired by
-the measured median round trip), report.json (latency, bandwidth, drops, per-stage medians from
-the gateway's /metrics).
+Outputs: avatar.mp4 (what a viewer received), side-by-side.mp4 (source | NMFC | warped reference |
+avatar, paired by the measured median round trip), contact-sheet.png (the same columns for a few
+frames), report.json (latency, bandwidth, drops, per-stage medians from the gateway's /metrics, and
+whose face the avatar shows: dlib's identity distance of each received frame to the woman and to
+the man).
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ DEMO_TARGET = "woman"
 DEMO_ROOM = "demo"
 AVATAR_VIDEO = "avatar.mp4"
 SIDE_BY_SIDE_VIDEO = "side-by-side.mp4"
+CONTACT_SHEET = "contact-sheet.png"
 REPORT = "report.json"
+# The CPU profiles of configs/pretrain.yaml and configs/enroll.yaml the demo's target is trained with.
+DEMO_PROFILE = "cpu"
 # Stage-1 steps of the demo's base: enough for the fine-tuning to start from faces rather than noise
 # (the enrolment benchmark's 200-step base beat random initialisation), short enough for a first run.
 BASE_STEPS = 200
@@ -62,7 +69,7 @@ def ensure_demo_target(
     """Return (the demo registry's root, whether the target was cached), enrolling the woman when needed."""
     from inference.registry import TargetRegistry
 
-    cache = cache / f"base-{base_steps}"
+    cache = cache / f"{DEMO_PROFILE}-base-{base_steps}"
     registry = str(cache / "registry")
     if TargetRegistry(registry).versions(DEMO_TARGET):
         return registry, True
@@ -71,12 +78,13 @@ def ensure_demo_target(
     from training.pretrain import pretrain
     from training.trainer_steps import load_pretrain_config
 
-    log(f"pretraining the demo's base ({base_steps} steps on synthetic faces, once)")
-    config = load_pretrain_config("tiny-ci", None, steps=base_steps, holdout_frames=0)
-    base = pretrain(config, synthetic_corpus(4, 48, 64, 100), cache / "base", backend="local")
+    config = load_pretrain_config(DEMO_PROFILE, None, steps=base_steps, holdout_frames=0)
+    size = config.model_configs()[0].size_px
+    log(f"pretraining the demo's base ({base_steps} steps on synthetic faces at {size}², once)")
+    base = pretrain(config, synthetic_corpus(4, 48, size, 100), cache / "base", backend="local")
     log("enrolling the clip's woman (few-shot fine-tuning, once)")
     enroll(clip, DEMO_TARGET, registry, "demo", "the sample clip's woman (OpenCV's Megamind.avi, opencv-doc)",
-           base.checkpoint, load_enroll_config("tiny-ci"), cache / "enrol", person=0)  # fmt: skip
+           base.checkpoint, load_enroll_config(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
     return registry, False
 
 
@@ -193,10 +201,21 @@ def histogram_quantile(points: list[tuple[float, float]], q: float) -> float:
     return lower_bound
 
 
-def write_side_by_side(clip: Path, registry: str, session: dict[str, Any], fps: float, path: Path) -> int:
-    """Write source | NMFC | avatar for every self-view frame showing the avatar; return the frames written.
+@dataclass
+class SideBySide:
+    """What `write_side_by_side` wrote: its frame count, and every written frame's panels (source, NMFC,
+    warped reference, avatar: each (PANEL_PX, ·, 3) uint8) for the contact sheet and the identity check."""
+
+    frames: int
+    panels: list[tuple[npt.NDArray[np.uint8], ...]] = field(default_factory=list)
+
+
+def write_side_by_side(clip: Path, registry: str, session: dict[str, Any], fps: float, path: Path) -> SideBySide:
+    """Write source | NMFC | warped reference | avatar for every self-view frame showing the avatar.
 
     A received frame is paired with the coefficients sent one median round trip before it arrived.
+    The warped reference is what the generator refines: the woman's reference frames warped to that
+    frame's mesh and blended by their priors (grey for a target without references).
     """
     import cv2
     import torch
@@ -204,14 +223,16 @@ def write_side_by_side(clip: Path, registry: str, session: dict[str, Any], fps: 
     from inference.avatar import AvatarTarget
     from inference.protocol import DriveFrame, RenderRequest
     from inference.registry import TargetRegistry
+    from inference.warp import prior_blend
 
     log: SentLog = session["log"]
     round_trip_s = (session["stats"].round_trip_ms_p50 or 0.0) / 1000
     bundle = TargetRegistry(registry).load(DEMO_TARGET)
     size = int(bundle.metadata.training["model_config"]["size_px"])
-    # Only its NMFC is used here: the generator runs where the session ran, in the Serve app.
+    warp_count = len(bundle.references) if bundle.references is not None else 0
+    # Only its NMFC and warp are used here: the generator runs where the session ran, in the Serve app.
     target = AvatarTarget(bundle, _no_generator, size_px=size, nmfc_frames=1, previous_frames=0, output_size=size,
-                          device=torch.device("cpu"))  # fmt: skip
+                          device=torch.device("cpu"), warp_references=warp_count)  # fmt: skip
     tracker = SourcePoseTracker()
     offsets = {seq: tracker.update(c) for seq, c in sorted(log.coefficients.items())}
     wanted = {index for _, index in log.sent.values()}
@@ -223,9 +244,10 @@ def write_side_by_side(clip: Path, registry: str, session: dict[str, Any], fps: 
                 resized = cv2.resize(frame.rgb, (round(width * PANEL_PX / height), PANEL_PX))
                 sources[frame.index] = np.asarray(resized, dtype=np.uint8)
     sent = sorted((t, seq) for seq, (t, _) in log.sent.items())
-    written = 0
+    result = SideBySide(0)
     first_width = next(iter(sources.values())).shape[1] if sources else PANEL_PX
-    with VideoWriter(path, first_width + 2 * PANEL_PX, PANEL_PX, fps) as writer:
+    grey = np.full((PANEL_PX, PANEL_PX, 3), 128, np.uint8)
+    with VideoWriter(path, first_width + 3 * PANEL_PX, PANEL_PX, fps) as writer:
         for arrived, avatar in session["received"]:
             shown = [seq for t, seq in sent if t <= arrived - round_trip_s]
             if not shown or float(np.std(avatar)) < 1.0:  # before the first render: the gateway's grey placeholder
@@ -234,10 +256,71 @@ def write_side_by_side(clip: Path, registry: str, session: dict[str, Any], fps: 
             coefficients = log.coefficients[seq]
             request = RenderRequest(DEMO_TARGET, "demo", (DriveFrame(coefficients, offsets[seq]),))
             nmfc = cv2.resize(target.nmfc_window(request)[-1], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
-            panel = cv2.resize(avatar, (PANEL_PX, PANEL_PX))
-            writer.write(np.concatenate([sources[log.sent[seq][1]], nmfc, panel], axis=1))
-            written += 1
-    return written
+            warped = grey
+            if warp_count:
+                blend = prior_blend(target.warp_inputs(target.crop_pixels(request.frames[-1])[None]))[0]
+                rgb = ((blend.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                warped = np.asarray(cv2.resize(np.ascontiguousarray(rgb), (PANEL_PX, PANEL_PX)), dtype=np.uint8)
+            panel = np.asarray(cv2.resize(avatar, (PANEL_PX, PANEL_PX)), dtype=np.uint8)
+            panels = (sources[log.sent[seq][1]], np.asarray(nmfc, dtype=np.uint8), warped, panel)
+            writer.write(np.concatenate(panels, axis=1))
+            result.panels.append(panels)
+            result.frames += 1
+    return result
+
+
+def write_contact_sheet(side_by_side: SideBySide, path: Path, rows: int = 4) -> Path | None:
+    """Write source | NMFC | warped reference | avatar for `rows` frames of the side-by-side; None when it has none."""
+    from training.metrics import contact_sheet, write_png
+
+    if not side_by_side.panels:
+        return None
+    titles = ("source", "NMFC", "warped reference", "avatar")
+    columns = [(title, np.stack([p[i] for p in side_by_side.panels])) for i, title in enumerate(titles)]
+    return write_png(path, contact_sheet(columns, rows=rows, panel_px=PANEL_PX))
+
+
+def avatar_identity(
+    clip: Path, tracks: Tracks, target: int, source: int, side_by_side: SideBySide
+) -> dict[str, Any] | None:
+    """Return whose face the received avatar shows: per-frame dlib distances to the target's and the
+    source's real face crops (training.metrics.cross_identity); None when no frame was received or
+    the identity network is not installed."""
+    from training.metrics import IdentityFeatures, MetricsError, cross_identity
+    from training.preprocess import PreprocessConfig, crop_boxes, crop_square
+
+    if not side_by_side.panels:
+        return None
+    try:
+        features = IdentityFeatures()
+    except MetricsError:
+        return None
+    crops: dict[int, list[npt.NDArray[np.uint8]]] = {target: [], source: []}
+    framing = PreprocessConfig.load()  # the enrolment's crops: the avatar is framed the same way
+    boxes = {}
+    for person in crops:
+        frames = tracks.frames_of(person)
+        landmarks = np.stack([f.landmarks_px()[:468] for f in frames])
+        boxes.update(
+            {
+                (person, f.index): box
+                for f, box in zip(
+                    frames, crop_boxes(landmarks, framing.crop_margin, framing.smooth_frames), strict=True
+                )
+            }
+        )
+    with VideoFile(clip) as video:
+        for frame in video:
+            for person, found in crops.items():
+                box = boxes.get((person, frame.index))
+                if box is not None:
+                    found.append(crop_square(frame.rgb, box, PANEL_PX))
+    avatar = np.stack([p[3] for p in side_by_side.panels])
+    generated, detected = features.describe(avatar)
+    report = cross_identity(generated, features.describe(np.stack(crops[target]))[0],
+                            features.describe(np.stack(crops[source]))[0])  # fmt: skip
+    report["face_detected_fraction"] = float(np.mean(detected))
+    return report
 
 
 def _no_generator(nmfc: Any, previous: Any) -> Any:
@@ -245,7 +328,13 @@ def _no_generator(nmfc: Any, previous: Any) -> Any:
 
 
 def session_report(
-    session: dict[str, Any], source: int, frames: int, fps: float, cached: bool, side_by_side: int
+    session: dict[str, Any],
+    source: int,
+    frames: int,
+    fps: float,
+    cached: bool,
+    side_by_side: int,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the demo's report.json content."""
     stats = session["stats"]
@@ -273,6 +362,7 @@ def session_report(
         },
         "gateway_stage_ms_p50": session["stage_ms_p50"],
         "side_by_side_frames": side_by_side,
+        "avatar_identity": identity,
         "machine": {"cpus": os.cpu_count()},
     }
 

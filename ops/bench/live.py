@@ -1,14 +1,15 @@
 """Live sessions end to end: latency per stage and sustained fps for 1, 4 and 8 concurrent sessions.
 
 Everything real and on this machine: local Ray with the Serve app `avatar` (one CPU replica, eager,
-the tiny generator at 128², composited frames at 256²), the gateway on loopback, and N Python edge
-clients (`SenderClient`) each driving its own room at 25 fps with a talking face (jawOpen
-oscillating, the head turning). The generator's weights are random: speed does not depend on them.
+the demo's enrolled woman at 128² — her reference frames warped along the mesh and refined by the
+`cpu` generator — composited frames at 256²), the gateway on loopback, and N Python edge clients
+(`SenderClient`) each driving its own room at 25 fps with a talking face (jawOpen oscillating, the
+head turning).
 
 Per session count: the coefficient → "rendered" round trip (p50/p95 over every session's frames),
 the rendered fps per session (frames the gateway rendered ÷ seconds streamed), the self-view fps, the
 gateway's per-stage p50/p95 from its /metrics histograms (queue, render = the Serve call, and on
-the replica nmfc, generator, composite), and frames dropped as superseded (rendering fell behind;
+the replica nmfc, warp, generator, composite), and frames dropped as superseded (rendering fell behind;
 newest wins). Uplink: the compact wire's bytes per frame next to libx264 (CRF 23, preset medium,
 zerolatency) of the same session's received 256² avatar frames. The coefficients are synthetic
 (most blendshapes zero), so they compress below the sample clip's 29 B/frame (ops/bench/bandwidth.py).
@@ -26,10 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from bandwidth import x264_sizes
 from face3d.coefficients import Coefficients
 
 FPS = 25
+TARGET = "woman"
 
 
 async def talking(fps: int, seconds: float, phase: float) -> AsyncIterator[Coefficients]:
@@ -52,33 +52,15 @@ async def talking(fps: int, seconds: float, phase: float) -> AsyncIterator[Coeff
         await asyncio.sleep(0)
 
 
-def bench_registry(root: Path) -> str:
-    """Return a registry holding target "bench": the demo's woman (person model, framing) with a tiny@128 G."""
-    import torch
-
-    from edge.pipeline import track_video
+def bench_registry() -> str:
+    """Return the registry of the demo's enrolled woman (target "woman"), enrolling her first when the
+    demo has not (headcast.demo.ensure_demo_target: minutes, once): the served avatar as users get it,
+    her reference frames warped and refined."""
     from face3d import assets
-    from face3d.fit import fit_person
-    from inference.networks import Generator, load_model_config
-    from inference.registry import Consent, TargetBundle, TargetMetadata, TargetRegistry
-    from training.enroll import crop_record
-    from training.geometry import fitted_frames, load_fit_config
-    from training.preprocess import PreprocessConfig
+    from headcast.demo import demo_cache, ensure_demo_target
 
-    tracks = track_video(assets.resolve("sample_clip"), identities=True, masks=False)
-    frames = tracks.frames_of(tracks.main_person())
-    fit = fit_person(frames, load_fit_config())
-    fitted = fitted_frames(fit)
-    model = load_model_config("tiny")
-    generator = Generator(model.generator)
-    generator.convert_adain_to_instance_norm(torch.randn(model.identity_dim))
-    crop = crop_record([[f for f in frames if f.index in fitted]], tracks.source.width, PreprocessConfig.load())
-    metadata = TargetMetadata("bench", "bench", Consent("benchmark", "2026-11-26T00:00:00+00:00", "0" * 64), "tiny",
-                              (), {"model_config": model.model_dump(mode="json"), "crop": crop})  # fmt: skip
-    plate = np.full((model.size_px, model.size_px, 3), 96, np.uint8)
-    bundle = TargetBundle(metadata, generator.state_dict(), fit.model, np.zeros(model.identity_dim, np.float32), plate)
-    TargetRegistry(str(root)).save(bundle)
-    return str(root)
+    registry, _ = ensure_demo_target(assets.resolve("sample_clip"), demo_cache(), print)
+    return registry
 
 
 async def run_sessions(count: int, seconds: float) -> dict[str, Any]:
@@ -97,8 +79,8 @@ async def run_sessions(count: int, seconds: float) -> dict[str, Any]:
         clients = [
             SenderClient(
                 gateway.url,
-                mint_token(secret, f"s{i}", f"room{i}", "send", ("bench",)),
-                "bench",
+                mint_token(secret, f"s{i}", f"room{i}", "send", (TARGET,)),
+                TARGET,
                 fps=FPS,
                 on_frame=frames.append if i == 0 else None,
             )
@@ -151,16 +133,15 @@ def main() -> None:
     from inference.serve_app import run_app
     from inference.serve_config import ServingConfig
 
-    with tempfile.TemporaryDirectory() as work:
-        registry = bench_registry(Path(work) / "registry")
-        ray.init(include_dashboard=False, log_to_driver=False)
-        try:
-            run_app(ServingConfig.load(registry=registry, num_cpus=0.0, runtime=args.runtime))
-            asyncio.run(run_sessions(1, 2.0))  # warm-up: the replica loads the target
-            runs = [asyncio.run(run_sessions(n, seconds)) for n in counts]
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+    registry = bench_registry()
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        run_app(ServingConfig.load(registry=registry, num_cpus=0.0, runtime=args.runtime))
+        asyncio.run(run_sessions(1, 2.0))  # warm-up: the replica loads the target
+        runs = [asyncio.run(run_sessions(n, seconds)) for n in counts]
+    finally:
+        serve.shutdown()
+        ray.shutdown()
     for run in runs:
         print(run)
     one = runs[0]

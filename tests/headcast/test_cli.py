@@ -63,7 +63,7 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     """`headcast demo`: tracking, the woman enrolled once, then local Ray + Serve + the gateway + the edge."""
     out = tmp_path / "demo"
     # A 20-step base keeps the first enrolment short; its cache is cleared so this run enrols.
-    shutil.rmtree(assets.cache_dir() / "demo" / "base-20", ignore_errors=True)
+    shutil.rmtree(assets.cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
     result = headcast("demo", "--out", str(out), "--base-steps", "20", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -85,15 +85,20 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     assert report["uplink_bytes_per_frame"] <= 33, "the compact uplink budget (≤ 8 kbit/s at 30 fps)"
     assert report["round_trip_ms"]["measured"] >= 0.5 * report["frames_sent"]
     assert report["viewer_frames"] >= 0.5 * report["frames_sent"]
-    assert {"queue", "render", "nmfc", "generator", "composite"} <= set(report["gateway_stage_ms_p50"])
+    assert {"queue", "render", "nmfc", "warp", "generator", "composite"} <= set(report["gateway_stage_ms_p50"])
     with av.open(str(out / "avatar.mp4")) as video:
         avatar = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
     assert len(avatar) == report["viewer_frames"] and avatar[0].shape == (256, 256, 3)
     with av.open(str(out / "side-by-side.mp4")) as video:
         panels = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
     assert len(panels) == report["side_by_side_frames"] > 0 and panels[0].shape[0] == 256
-    nmfc = panels[len(panels) // 2][:, -512:-256]
-    assert (nmfc.max(axis=2) > 40).mean() > 0.1, "her NMFC is drawn in the middle panel"
+    # source | NMFC | warped reference | avatar: her NMFC, her own frames warped, and the avatar built on them.
+    nmfc, warped, served = (panels[len(panels) // 2][:, -256 * k :][:, :256] for k in (3, 2, 1))
+    assert (nmfc.max(axis=2) > 40).mean() > 0.1, "her NMFC is drawn in the second panel"
+    assert warped.std() > 20 and served.std() > 20, "her warped reference frames and the avatar show a picture"
+    assert (out / "contact-sheet.png").is_file()
+    identity = report["avatar_identity"]
+    assert identity is not None and len(identity["to_target"]) == report["side_by_side_frames"]
     again = headcast("demo", "--out", str(out), "--base-steps", "20")
     assert again.returncode == 0 and json.loads((out / "report.json").read_text())["target_cached"] is True
 
