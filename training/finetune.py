@@ -51,13 +51,13 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.clips import Clip
+from training.metrics import write_png
 from training.pretrain import (
     PretrainProgress,
     prepare_run_dir,
     restore_rng_state,
     rng_state,
     step_seed,
-    write_png,
 )
 from training.references import ReferenceError, choose_references_from_meshes
 from training.trainer_steps import (

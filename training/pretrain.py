@@ -33,9 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import cv2
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -49,6 +47,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.clips import Clip
+from training.metrics import write_png
 from training.trainer_steps import (
     BatchSampler,
     Optimisers,
@@ -228,15 +227,6 @@ def _load_modules(state: dict[str, Any], modules: StageOneModules, path: Path) -
                 module.load_state_dict(saved)
             except RuntimeError as error:
                 raise TrainingError(f"checkpoint {path}: {key} does not fit this configuration ({error})") from error
-
-
-def write_png(path: Path, image: npt.NDArray[np.uint8]) -> None:
-    """Write an RGB uint8 (H, W, 3) image as PNG atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.png")
-    if not cv2.imwrite(str(partial), np.ascontiguousarray(image[..., ::-1])):
-        raise TrainingError(f"could not write the sample grid {path}: is the run folder writable?")
-    partial.replace(path)
 
 
 def _resolve_clips(clips: ClipSource) -> list[Clip]:
