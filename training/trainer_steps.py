@@ -638,13 +638,19 @@ def sample_grid(batch: Batch, result: StepResult, window_index: int = 0) -> npt.
 
 @torch.no_grad()
 def self_reenactment_distance(
-    generator: Generator, embedder: IdentityEmbedder, clip: Clip, frames: slice, references: Tensor
+    generator: Generator,
+    embedder: IdentityEmbedder,
+    clip: Clip,
+    frames: slice,
+    references: Tensor,
+    warped: Tensor | None = None,
 ) -> float:
     """Return §4's average pixel distance: per-pixel L2 of RGB in 0–255 between generated and real, averaged.
 
     G renders `clip`'s frames[frames] sequentially from their NMFC (starting from zeros and feeding
     back its own frames, as when serving), driven by ê = mean E(references) over (K, 3, H, W) in
-    [−1, 1]. Both networks are put in eval mode for the measurement and restored after.
+    [−1, 1]; warped: (T, 5·K, H, W) those frames' warp input when G warps reference frames. Both
+    networks are put in eval mode for the measurement and restored after.
     """
     modes = generator.training, embedder.training
     generator.eval()
@@ -654,7 +660,8 @@ def self_reenactment_distance(
         nmfc = torch.from_numpy(clip.nmfc[frames]).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
         real = torch.from_numpy(clip.frames[frames]).permute(0, 3, 1, 2).float().to(device)
         identity = embedder(references.to(device)).mean(0, keepdim=True)
-        generated, _ = generate_sequence(generator, nmfc, identity)
+        warp = warped.unsqueeze(0).to(device) if warped is not None else None
+        generated, _ = generate_sequence(generator, nmfc, identity, warped=warp)
         fake = (generated[0].clamp(-1, 1) + 1) * 127.5
         return float((fake - real).pow(2).sum(1).sqrt().mean())
     finally:

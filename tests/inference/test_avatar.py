@@ -123,7 +123,15 @@ def test_a_batch_renders_what_each_request_renders_alone(target: AvatarTarget) -
         assert batched.frame.shape == (256, 256, 3)
 
 
-def test_previous_faces_feed_the_generator_and_must_fit_its_size(target: AvatarTarget) -> None:
+def test_previous_faces_feed_the_generator_and_must_fit_its_size(bundle: TargetBundle) -> None:
+    # A fresh G's heads are zero (it shows the warp whatever it is fed): give them weights, as training does.
+    generator = target_generator(bundle)
+    with torch.no_grad():
+        for name, parameter in generator.decoder.named_parameters():
+            if name.split(".")[0] in ("residual_head", "blend_head", "mask_head"):
+                parameter.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
+    target = AvatarTarget(bundle, eager(generator), size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
+                          device=torch.device("cpu"), warp_references=generator.config.warp_references)  # fmt: skip
     fresh = target.render([request(coefficients(0))])[0]
     # Textured faces: a flat one vanishes in the previous-frame encoder's first instance norm.
     faces = np.random.default_rng(1).integers(0, 255, (2, SIZE, SIZE, 3), np.uint8)

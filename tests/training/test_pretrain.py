@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 import torch
 
+from face3d.warp import warp_topology
 from inference.networks import Generator, IdentityEmbedder
+from inference.warp import ReferenceFrames, warp_sequence
 from training.checkpoint import TrainingError, checkpoint_name, load_checkpoint
 from training.clips import Clip, synthetic_corpus
 from training.pretrain import (
@@ -157,7 +159,12 @@ def held_out_distance(
     for clip in corpus:
         trained = len(clip) - config.holdout_frames
         references = torch.from_numpy(clip.frames[:trained:3]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        distances.append(self_reenactment_distance(generator, embedder, clip, slice(trained, len(clip)), references))
+        picks = np.linspace(0, trained - 1, generator.config.warp_references).round().astype(int)
+        assert clip.vertices_px is not None
+        frames = ReferenceFrames.of(clip.frames[picks], clip.masks[picks], clip.vertices_px[picks])
+        warped = warp_sequence(clip.vertices_px[trained:], frames, clip.size_px, warp_topology())
+        held = slice(trained, len(clip))
+        distances.append(self_reenactment_distance(generator, embedder, clip, held, references, warped))
     return float(np.mean(distances))
 
 
@@ -187,9 +194,11 @@ def test_tiny_run_loss_goes_down_and_held_out_frames_improve(tiny_run: TinyRun) 
     first, last = np.mean(generator_loss[:10]), np.mean(generator_loss[-10:])
     # Stated margin: the last ten steps' mean G loss is at most 80 % of the first ten's (measured ~40 %).
     assert last <= 0.8 * first, (first, last)
-    # Held-out frames (the last 4 of each clip, never trained on): per-pixel RGB L2 in 0–255 at most
-    # 80 % of the untrained network's (measured: ~104 → ~51).
-    assert tiny_run.distance_after <= 0.8 * tiny_run.distance_before, (
+    # Held-out frames (the last 4 of each clip, never trained on): the untrained G is the warp of four
+    # training frames (its heads start at zero), near exact on synthetic people; 60 steps must keep it
+    # within 15 % (per-pixel RGB L2 in 0–255; GAN artefacts cost 24 % before λ_pixel was raised).
+    assert tiny_run.distance_before < 30
+    assert tiny_run.distance_after <= 1.15 * tiny_run.distance_before, (
         tiny_run.distance_before,
         tiny_run.distance_after,
     )
@@ -203,7 +212,8 @@ def test_tiny_run_writes_metrics_sample_grids_checkpoints_and_progress(tiny_run:
     assert [p.name for p in samples] == [f"step-{s:08d}.png" for s in (20, 40, 60)]
     grid = cv2.imread(str(samples[-1]))
     assert grid is not None, f"{samples[-1]} is not a readable PNG"
-    assert grid.shape == (4 * SIZE_PX, tiny_run.config.window * SIZE_PX, 3)  # NMFC | real | generated | mask
+    # NMFC | real | warped references | generated | mask
+    assert grid.shape == (5 * SIZE_PX, tiny_run.config.window * SIZE_PX, 3)
     assert [p.name for p in sorted((run_dir / "checkpoints").iterdir())] == [checkpoint_name(40), checkpoint_name(60)]
     assert tiny_run.result.step == 60
     assert json.loads((run_dir / "config.json").read_text())["steps"] == 60
