@@ -66,6 +66,12 @@ def _fetch_log(message: str) -> None:
     console.print(f"[dim]{message}[/]", highlight=False)
 
 
+def _fetch_assets(command: str, *options: str) -> None:
+    """Fetch every asset `command` uses (face3d.assets.COMMAND_ASSETS) before it starts work."""
+    with _errors():
+        assets.ensure_for(command, *options, log=_fetch_log)
+
+
 # ---------------------------------------------------------------- assets
 
 
@@ -133,10 +139,6 @@ def _track_to(
     from edge.tracks import save_tracks
 
     with _errors():
-        needed = ["face_landmarker"]
-        needed += ["face_descriptor", "face_aligner"] if identities else []
-        needed += ["selfie_segmentation"] if masks else []
-        assets.ensure_all(needed, log=_fetch_log)
         config = EdgeConfig.load(config_path)
         opened = open_source(source, max_frames=max_frames)
         live_writer: VideoWriter | None = None
@@ -208,6 +210,8 @@ def track(
 
     Ctrl-C stops early and still writes what was tracked.
     """
+    options = [*(["--identities"] if identities else []), *(["--masks"] if masks else [])]
+    _fetch_assets("track", *options)
     _track_to(
         source, out_dir, identities=identities, masks=masks, video=video, max_frames=max_frames, config_path=config
     )
@@ -229,6 +233,7 @@ def face_model_build(
     from face3d.topology import load_canonical_mesh
     from headcast.geometry import load_fit_config
 
+    _fetch_assets("face-model build")
     with _errors():
         recordings = [load_tracks(path) for path in tracks]
         with console.status(f"fitting every person in {len(recordings)} recording(s)"):
@@ -267,6 +272,7 @@ def nmfc(
         write_side_by_side,
     )  # fmt: skip
 
+    _fetch_assets("nmfc")
     if tracks_dir is not None:
         from edge.tracks import load_tracks
 
@@ -313,6 +319,7 @@ def preprocess(
     from training.corpus import CorpusError
     from training.preprocess import PreprocessConfig, PreprocessProgress, preprocess_corpus
 
+    _fetch_assets("preprocess")
     with _errors(CorpusError):
         settings = PreprocessConfig.load(config)
         if size_px is not None:
@@ -366,6 +373,7 @@ def pretrain(
     from training.pretrain import pretrain as run_pretraining
     from training.trainer_steps import load_pretrain_config
 
+    _fetch_assets("pretrain")
     with _errors(TrainingError, CorpusError):
         overrides = {"steps": steps} if steps is not None else {}
         config = load_pretrain_config(profile, None, **overrides)
@@ -419,6 +427,7 @@ def enroll(
     from inference.registry import RegistryError, default_registry_root, validate_target_id
     from training.jobs import JobError, headcast_cache_dir, module_entrypoint, submit_job
 
+    _fetch_assets("enroll")
     with _errors(JobError, RegistryError):
         target = validate_target_id(name)
         if not video.is_file():
@@ -492,6 +501,7 @@ def evaluate_target(
     from training.evaluate import EvaluationError, evaluate
     from training.jobs import headcast_cache_dir
 
+    _fetch_assets("eval")
     with _errors(RegistryError, EnrollError, EvaluationError):
         bundle = TargetRegistry(registry or default_registry_root()).load(target)
         generator = target_generator(bundle)
@@ -666,7 +676,7 @@ def edge_command(
         client = SenderClient(server, token, target, room=room, fps=fps, record=record, on_event=_live_event,
                               config=settings.client)  # fmt: skip
         window = PreviewWindow() if show else None
-        assets.ensure_all(["face_landmarker"], log=_fetch_log)
+        assets.ensure_for("edge", log=_fetch_log)
         stream = LiveCoefficients(open_source(source), settings)
         if window is not None:
             display = window.show
@@ -768,6 +778,7 @@ def serve(
     from signaling.auth import AuthError, load_secret
     from signaling.config import GatewayConfig
 
+    _fetch_assets("serve")
     with _errors(AuthError, RenderError, ValueError, ValidationError):
         serving = ServingConfig.load(serving_config, registry=registry, num_replicas=replicas, device=device,
                                      runtime=runtime)  # fmt: skip
@@ -823,6 +834,7 @@ def demo(
     from training.checkpoint import TrainingError
     from training.finetune import EnrollError
 
+    _fetch_assets("demo")
     with _errors():
         clip = assets.resolve("sample_clip")
     stdout.print(f"[bold]headcast demo[/]: the sample clip {clip}", highlight=False)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,6 +27,31 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = headcast(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def command_paths() -> list[list[str]]:
+    """Return every command of the CLI as its words (groups too), e.g. ["jobs", "logs"]."""
+    import typer.main
+
+    from headcast.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(command: Any, words: list[str]) -> None:  # typer's own (vendored) click Command and Group
+        found.append(words)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_says_which_assets_it_uses() -> None:
+    """Each command fetches its assets before it starts (face3d.assets.COMMAND_ASSETS): a new command needs a list."""
+    paths = command_paths()
+    for words in (w for w in paths if not any(other[: len(w)] == w and other != w for other in paths)):
+        name = " ".join(words)
+        assert name in assets.COMMAND_ASSETS or words[0] in assets.COMMAND_ASSETS, f"no asset list for {name!r}"
 
 
 def test_assets_list_shows_every_asset() -> None:
