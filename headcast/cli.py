@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -886,6 +887,31 @@ def demo(
     table.add_row("contact sheet", str(out_dir / live.CONTACT_SHEET))
     table.add_row("report", str(out_dir / live.REPORT))
     stdout.print(table)
+
+
+def _paragraphs(text: str) -> str:
+    """Return `text` with each paragraph on one line: the help formatter wraps them to the terminal."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n") if p.strip())
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and its groups) its docstring as paragraphs for `--help`.
+
+    Typer keeps a docstring's hard line breaks after the first paragraph, and then wraps those lines
+    again to the terminal's width: sentences break in the middle ("… with the Serve / app and …").
+    """
+    infos: list[typer.models.CommandInfo | typer.models.TyperInfo] = [*typer_app.registered_commands]
+    if typer_app.registered_callback is not None:
+        infos.append(typer_app.registered_callback)
+    for info in infos:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = _paragraphs(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

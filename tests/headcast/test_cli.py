@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -44,6 +45,28 @@ def command_paths() -> list[list[str]]:
 
     walk(typer.main.get_command(app), [])
     return found
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_help_texts_are_paragraphs_wrapped_to_the_terminal(width: int) -> None:
+    """No line of a description ends early unless its paragraph does: docstrings' own line breaks do not
+    survive into --help, where they would break sentences in the middle."""
+    from typer.testing import CliRunner
+
+    from headcast.cli import app
+
+    runner = CliRunner()
+    for words in command_paths():
+        result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0, (words, result.output)
+        lines = result.output.splitlines()
+        start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 1
+        end = next((i for i, line in enumerate(lines) if line.startswith("╭")), len(lines))
+        description = [line.rstrip() for line in lines[start:end]]
+        for line, following in itertools.pairwise(description):
+            if line.strip() and following.strip():
+                room = width - 2 - len(line)  # the text's one-space margins
+                assert len(following.split()[0]) + 1 > room, f"`headcast {' '.join(words)} --help` breaks: {line!r}"
 
 
 def test_every_command_says_which_assets_it_uses() -> None:
