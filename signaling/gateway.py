@@ -93,7 +93,7 @@ class Gateway:
                 session_id, target_id, fps, background, self.config, self.renderer, self.metrics, track
             )
             pc = RTCPeerConnection()
-            room = Room(room_name, sender, Peer(session_id, "send", grant.token_id, pc), track)
+            room = Room(room_name, sender, Peer(session_id, "send", room_name, grant.token_id, pc), track)
             answer = await self._answer(pc, offer.sdp, room, needs_channel=True)
         except BaseException:
             self._release_session(grant.token_id)
@@ -131,7 +131,7 @@ class Gateway:
             self._release_session(grant.token_id)
             await _close_quietly(pc)
             raise
-        peer = Peer(uuid.uuid4().hex, "view", grant.token_id, pc)
+        peer = Peer(uuid.uuid4().hex, "view", room_name, grant.token_id, pc)
         room.viewers[peer.session_id] = peer
         room.sender.viewers = len(room.viewers)
         self._register(peer)
@@ -341,8 +341,8 @@ class Gateway:
             self.metrics.bytes.labels("out", "video").inc(sent - peer.video_bytes_sent)
             peer.video_bytes_sent = sent
 
-    async def _close_peer(self, peer: Peer, room: str, reason: str, counts: str = "") -> None:
-        """Close one peer connection and log its session's end: which, where, why, and what it did."""
+    async def _close_peer(self, peer: Peer, reason: str) -> None:
+        """Close one peer connection and log its session's end: which, where, after how long, and why."""
         if self.peers.pop(peer.session_id, None) is None:
             return  # closed already (closing a peer fires its own state change)
         await self._count_video_bytes(peer)
@@ -350,13 +350,14 @@ class Gateway:
         self.metrics.sessions.labels(peer.role).dec()
         await _close_quietly(peer.pc)
         lasted_s = time.monotonic() - peer.started_at
-        log.info("session %s ended: room %s, %s, after %.1f s%s: %s", peer.session_id, room,
-                 "sender" if peer.role == "send" else "viewer", lasted_s, counts, reason)  # fmt: skip
+        log.info("session %s ended: room %s, %s, after %.1f s: %s", peer.session_id, peer.room,
+                 "sender" if peer.role == "send" else "viewer", lasted_s, peer.ending or reason)  # fmt: skip
 
     async def _close_viewer(self, room: Room, peer: Peer, reason: str) -> None:
         room.viewers.pop(peer.session_id, None)
         room.sender.viewers = len(room.viewers)
-        await self._close_peer(peer, room.name, reason)
+        peer.ending = peer.ending or reason
+        await self._close_peer(peer, reason)
 
     async def _close_room(self, room: Room, reason: str) -> None:
         """End a room for `reason`: its sender's session, its video, and every peer connection in it."""
@@ -364,20 +365,20 @@ class Gateway:
             return
         del self.rooms[room.name]
         self.metrics.rooms.dec()
+        c = room.sender.counters
+        room.sender_peer.ending = f"{reason} ({c.received} packets received, {c.rendered} frames rendered)"
         await room.sender.stop()
         room.track.stop()
         for viewer in list(room.viewers.values()):
-            await self._close_viewer(room, viewer, f"the room closed ({reason})")
-        c = room.sender.counters
-        counts = f", {c.received} packets received, {c.rendered} frames rendered"
-        await self._close_peer(room.sender_peer, room.name, reason, counts)
+            await self._close_viewer(room, viewer, f"the room closed: {reason}")
+        await self._close_peer(room.sender_peer, reason)
 
     async def close(self) -> None:
         """Close every room and peer connection (the app's on_shutdown)."""
         for room in list(self.rooms.values()):
             await self._close_room(room, "the gateway is shutting down")
         for peer in list(self.peers.values()):
-            await self._close_peer(peer, "-", "the gateway is shutting down")
+            await self._close_peer(peer, "the gateway is shutting down")
         background = list(self._background)
         for task in background:
             task.cancel()

@@ -89,10 +89,13 @@ class Peer:
 
     session_id: str
     role: Literal["send", "view"]
+    room: str
     token_id: str
     pc: RTCPeerConnection
     video_bytes_sent: int = 0  # as last counted in the metrics
     started_at: float = field(default_factory=time.monotonic)
+    # Why the session ends, from the moment its closing starts: a shutdown racing it keeps the first reason.
+    ending: str | None = None
 
 
 class SenderSession:
