@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,36 @@ def test_track_refuses_a_bad_file_without_a_traceback(tmp_path: Path, content: b
     assert not (tmp_path / "out" / "tracks.npz").exists()
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_libraries_logs_go_to_the_log_file_and_verbose_shows_them(
+    tmp_path: Path, sample_clip: Path, verbose: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = tmp_path / "short.mp4"
+    with av.open(str(sample_clip)) as source, av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 720, 528, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index >= 20:  # frames 1-19: the woman's first shot
+                break
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
+        out.mux(stream.encode())
+    cache = tmp_path / "cache"
+    (cache / "assets").mkdir(parents=True)
+    for name in assets.for_command("track"):  # the cache is this test's own: its log folder too
+        (cache / "assets" / assets.ASSETS[name].filename).symlink_to(assets.ensure(name))
+    monkeypatch.setenv(assets.CACHE_ENV, str(cache))
+    args = ["track", str(clip), "--out", str(tmp_path / "out"), "--no-identities", "--no-video"]
+    result = headcast(*args, *(["--verbose"] if verbose else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = cache / "logs" / "track.log"
+    assert f"logs: {log}" in result.stderr
+    native = "Created TensorFlow Lite XNNPACK delegate"  # MediaPipe's C++ side, on descriptor 2
+    assert native in log.read_text() if not verbose else native in result.stderr
+    if not verbose:
+        assert native not in result.stderr and "W0000" not in result.stderr
+    assert "frames with a face" in result.stdout  # the results stay on the console
+
+
 def test_track_camera_that_does_not_exist(tmp_path: Path) -> None:
     result = headcast("track", "camera:77", "--out", str(tmp_path))
     assert result.returncode == 1
@@ -115,6 +146,12 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     shutil.rmtree(assets.cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
     result = headcast("demo", "--out", str(out), "--base-steps", "20", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # A quiet console: Ray's banner and its shutdown chatter, MediaPipe's native lines, go to the log file.
+    log = Path(re.search(r"^logs: (\S+)", result.stderr, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    for noise in ("Started a local Ray instance", "(raylet)", "ray.kill", "Traceback", "W0000", "INFO "):
+        assert noise not in result.stderr + result.stdout, noise
+    assert "Started a local Ray instance" in log.read_text()
+    assert re.search(r"round trip +p50 \d+\.\d ms, p95 \d+\.\d ms", result.stdout), result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 270 and summary["face_fraction"] >= 0.95
     assert len(summary["people"]) == 2 and len(summary["shots"]) == 5
