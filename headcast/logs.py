@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 
 from face3d import assets
 
@@ -61,6 +63,25 @@ class _OwnPackages(logging.Filter):
         return record.name.split(".")[0] in OWN_PACKAGES
 
 
+class _ConsoleLines(logging.Handler):
+    """One console line per record, as the CLI's own lines look: the time, "warning:" or "error:", the message."""
+
+    _LABELS: ClassVar[dict[int, str]] = {logging.WARNING: "[yellow]warning:[/] ", logging.ERROR: "[bold red]error:[/] "}
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            when = time.strftime("%H:%M:%S", time.localtime(record.created))
+            level = logging.ERROR if record.levelno >= logging.ERROR else record.levelno
+            label = self._LABELS.get(level, "")
+            self.console.print(f"[dim]{when}[/] {label}{escape(record.getMessage())}", highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
 def route(command: str, stdout: Console, stderr: Console, *, verbose: bool, own_level: int = logging.WARNING) -> Routed:
     """Send the libraries' output of `command` to its log file and keep `stdout` and `stderr` on the console.
 
@@ -77,7 +98,7 @@ def route(command: str, stdout: Console, stderr: Console, *, verbose: bool, own_
     to_file.setFormatter(logging.Formatter(_FILE_FORMAT))
     root.addHandler(to_file)
     logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen ICE state lines per connection, even in a file
-    to_console = RichHandler(console=stderr, show_path=False, rich_tracebacks=False, markup=False)
+    to_console = _ConsoleLines(stderr)
     to_console.setLevel(logging.INFO if verbose else own_level)
     if not verbose:
         to_console.addFilter(_OwnPackages())
