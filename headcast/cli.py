@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
+import math
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,8 +55,18 @@ def _errors(*more: type[Exception]) -> Iterator[None]:
     try:
         yield
     except handled as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # a path or URL stays whole
         raise typer.Exit(EXIT_ERROR) from None
+
+
+@contextmanager
+def _interruptible(after: str) -> Iterator[None]:
+    """Turn Ctrl-C into one line saying what it left behind (`after`) and exit code 130: no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] {after}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _progress() -> Progress:
@@ -63,7 +78,28 @@ def _progress() -> Progress:
 
 
 def _fetch_log(message: str) -> None:
-    console.print(f"[dim]{message}[/]", highlight=False)
+    console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
+
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="also show Ray's, MediaPipe's and other libraries' own logs here")
+]
+
+
+def _route(command: str, verbose: bool, own_level: int = logging.WARNING) -> None:
+    """Send the libraries' output to the command's log file (headcast/logs.py) and say where, in one line."""
+    from headcast import logs
+
+    where = logs.route(command, stdout, console, verbose=verbose, own_level=own_level)
+    shown = "shown here too" if verbose else "--verbose shows them here"
+    console.print(f"[dim]logs: {where.path} (Ray, MediaPipe and the other libraries; {shown})[/]",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _fetch_assets(command: str, *options: str) -> None:
+    """Fetch every asset `command` uses (face3d.assets.COMMAND_ASSETS) before it starts work."""
+    with _errors():
+        assets.ensure_for(command, *options, log=_fetch_log)
 
 
 # ---------------------------------------------------------------- assets
@@ -133,10 +169,6 @@ def _track_to(
     from edge.tracks import save_tracks
 
     with _errors():
-        needed = ["face_landmarker"]
-        needed += ["face_descriptor", "face_aligner"] if identities else []
-        needed += ["selfie_segmentation"] if masks else []
-        assets.ensure_all(needed, log=_fetch_log)
         config = EdgeConfig.load(config_path)
         opened = open_source(source, max_frames=max_frames)
         live_writer: VideoWriter | None = None
@@ -203,11 +235,15 @@ def track(
     video: Annotated[bool, typer.Option(help="write the annotated video")] = True,
     max_frames: Annotated[int | None, typer.Option(help="stop a camera after this many frames")] = None,
     config: Annotated[Path | None, typer.Option(help="an edge.yaml to use instead of the packaged one")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Track faces in a video or camera: landmarks, blendshapes, pose, shots and people.
 
     Ctrl-C stops early and still writes what was tracked.
     """
+    _route("track", verbose)
+    options = [*(["--identities"] if identities else []), *(["--masks"] if masks else [])]
+    _fetch_assets("track", *options)
     _track_to(
         source, out_dir, identities=identities, masks=masks, video=video, max_frames=max_frames, config_path=config
     )
@@ -229,6 +265,7 @@ def face_model_build(
     from face3d.topology import load_canonical_mesh
     from headcast.geometry import load_fit_config
 
+    _fetch_assets("face-model build")
     with _errors():
         recordings = [load_tracks(path) for path in tracks]
         with console.status(f"fitting every person in {len(recordings)} recording(s)"):
@@ -252,8 +289,10 @@ def nmfc(
     person: Annotated[int | None, typer.Option(help="which person of the video (default: the most frequent)")] = None,
     prior: Annotated[Path | None, typer.Option(help="a prior from `headcast face-model build`")] = None,
     config: Annotated[Path | None, typer.Option(help="a face3d.yaml to use instead of the packaged one")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Track a video, fit one person's model (paper eq. 2) and write frame | NMFC | overlay as a video."""
+    _route("nmfc", verbose)
     from face3d.person import PersonModel
     from headcast.geometry import (
         FIT_REPORT,
@@ -267,6 +306,7 @@ def nmfc(
         write_side_by_side,
     )  # fmt: skip
 
+    _fetch_assets("nmfc")
     if tracks_dir is not None:
         from edge.tracks import load_tracks
 
@@ -305,19 +345,22 @@ def preprocess(
     size_px: Annotated[int | None, typer.Option(help="side of the square training frames (default: config)")] = None,
     address: Annotated[str | None, typer.Option(help="a Ray cluster to run on (default: a local one)")] = None,
     config: Annotated[Path | None, typer.Option(help="a preprocess.yaml to use instead of the packaged one")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Turn a corpus of videos into training clips (frames, masks, NMFC, mouth boxes) in parallel on Ray.
 
     Resumable: run it again after an interruption and only what is missing is computed.
     """
+    _route("preprocess", verbose)
     from training.corpus import CorpusError
     from training.preprocess import PreprocessConfig, PreprocessProgress, preprocess_corpus
 
+    _fetch_assets("preprocess")
     with _errors(CorpusError):
         settings = PreprocessConfig.load(config)
         if size_px is not None:
             settings = settings.model_copy(update={"size_px": size_px})
-        with PreprocessProgress(console) as progress:
+        with PreprocessProgress(console) as progress, _interruptible("run the same command again to resume"):
             report = preprocess_corpus(corpus, out_dir, settings, address=address, progress=progress)
     table = Table(show_header=False, box=None)
     resumed = len(report.videos) - len(report.computed)
@@ -352,12 +395,14 @@ def pretrain(
     gpu: Annotated[bool, typer.Option(help="one GPU per worker")] = False,
     address: Annotated[str | None, typer.Option(help="a Ray cluster to run on (default: a local one)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its last good checkpoint")] = True,
+    verbose: Verbose = False,
 ) -> None:
     """Stage-1 multi-person pretraining of the generator on Ray Train (paper §3.3).
 
     Interrupt it at any time: run the same command again and it continues exactly where the last
     checkpoint left it.
     """
+    _route("pretrain", verbose)
     from training.checkpoint import TrainingError
     from training.clips import synthetic_corpus
     from training.corpus import CorpusError
@@ -366,6 +411,7 @@ def pretrain(
     from training.pretrain import pretrain as run_pretraining
     from training.trainer_steps import load_pretrain_config
 
+    _fetch_assets("pretrain")
     with _errors(TrainingError, CorpusError):
         overrides = {"steps": steps} if steps is not None else {}
         config = load_pretrain_config(profile, None, **overrides)
@@ -382,8 +428,10 @@ def pretrain(
                 rate = f"{update.seconds_per_step:.2f} s/step, G loss {generator_loss:.3f}"
                 progress.update(task, completed=update.step, rate=rate)
 
-            result = run_pretraining(config, clips, out_dir, resume=resume, address=address, num_workers=workers,
-                                     use_gpu=gpu, progress=report)  # fmt: skip
+            again = "run the same command again to continue from the last checkpoint"
+            with _interruptible(again):
+                result = run_pretraining(config, clips, out_dir, resume=resume, address=address,
+                                         num_workers=workers, use_gpu=gpu, progress=report)  # fmt: skip
     table = Table(show_header=False, box=None)
     table.add_row("steps", str(result.step))
     table.add_row("checkpoint", str(result.checkpoint))
@@ -410,15 +458,18 @@ def enroll(
     person: Annotated[int | None, typer.Option(help="which person of the recording (default: most frequent)")] = None,
     address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL (default: a local one)")] = None,
     wait: Annotated[bool, typer.Option(help="follow the job until it ends")] = True,
+    verbose: Verbose = False,
 ) -> None:
     """Enrol a new target from a short recording, as a Ray job (few-shot fine-tuning, paper §3.4).
 
     The job checks the recording first and refuses it with advice when it cannot work. Cancel it
     with `headcast jobs cancel ID`; submitting the same enrolment again resumes it.
     """
+    _route("enroll", verbose)
     from inference.registry import RegistryError, default_registry_root, validate_target_id
     from training.jobs import JobError, headcast_cache_dir, module_entrypoint, submit_job
 
+    _fetch_assets("enroll")
     with _errors(JobError, RegistryError):
         target = validate_target_id(name)
         if not video.is_file():
@@ -443,7 +494,8 @@ def _follow_job(job: str, address: str | None) -> None:
 
     from training.jobs import JobError, job_info, job_logs
 
-    with _errors(JobError), _progress() as progress:
+    going_on = f"the job goes on without being followed: `headcast jobs`, `headcast jobs cancel {job}`"
+    with _errors(JobError), _interruptible(going_on), _progress() as progress:
         task = progress.add_task("starting", total=None, rate="")
         while True:
             info = job_info(job, address)
@@ -480,6 +532,7 @@ def evaluate_target(
     ] = None,
     steps: Annotated[int, typer.Option(help="fine-tuning steps of each ablation variant")] = 500,
     profile: Annotated[str, typer.Option(help="configs/enroll.yaml profile for the ablations")] = "default",
+    verbose: Verbose = False,
 ) -> None:
     """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment).
 
@@ -487,11 +540,13 @@ def evaluate_target(
     without D_M, without both and without stage-1 initialisation (and from --no-warp-base, the
     NMFC-only generator); the table is written to OUT/ablations/ablations.md.
     """
+    _route("eval", verbose)
     from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
     from training.enroll import EnrollError, enrolment_clips
     from training.evaluate import EvaluationError, evaluate
     from training.jobs import headcast_cache_dir
 
+    _fetch_assets("eval")
     with _errors(RegistryError, EnrollError, EvaluationError):
         bundle = TargetRegistry(registry or default_registry_root()).load(target)
         generator = target_generator(bundle)
@@ -629,8 +684,13 @@ def token(
 # ---------------------------------------------------------------- live sessions
 
 
+def _ms(value: float | None) -> str:
+    """Return a duration in ms as the console shows it: to 0.1 ms, "-" when nothing was measured."""
+    return "-" if value is None or math.isnan(value) else f"{value:.1f} ms"  # NaN: an empty histogram
+
+
 def _live_event(line: str) -> None:
-    console.print(f"[yellow]{line}[/]", highlight=False)
+    console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("edge")
@@ -645,12 +705,14 @@ def edge_command(
     fps: Annotated[int, typer.Option(help="frames per second the gateway renders")] = 25,
     duration: Annotated[float | None, typer.Option(help="end the session after this many seconds")] = None,
     config: Annotated[Path | None, typer.Option(help="an edge.yaml to use instead of the packaged one")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Drive a target's avatar live: track a face, stream its coefficients, receive the avatar's video.
 
     Shows live stats (uplink, round trip, fps, drops); reconnects after a network drop. Ctrl-C ends
     the session cleanly and finishes the recording.
     """
+    _route("edge", verbose)
     import asyncio
 
     from edge.capture import open_source
@@ -666,7 +728,7 @@ def edge_command(
         client = SenderClient(server, token, target, room=room, fps=fps, record=record, on_event=_live_event,
                               config=settings.client)  # fmt: skip
         window = PreviewWindow() if show else None
-        assets.ensure_all(["face_landmarker"], log=_fetch_log)
+        assets.ensure_for("edge", log=_fetch_log)
         stream = LiveCoefficients(open_source(source), settings)
         if window is not None:
             display = window.show
@@ -713,8 +775,10 @@ def view_command(
     record: Annotated[Path, typer.Option(help="write the avatar's video to this MP4")],
     room: Annotated[str | None, typer.Option(help="the room (default: the token's)")] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Watch a room's avatar and record it; ends when the sender leaves, after --duration, or on Ctrl-C."""
+    _route("view", verbose)
     import asyncio
 
     from edge.client import ViewerClient
@@ -754,6 +818,7 @@ def serve(
     deploy: Annotated[
         bool, typer.Option(help="deploy the Serve app (--no-deploy: a further gateway for an app already running)")
     ] = True,
+    verbose: Verbose = False,
 ) -> None:
     """Serve live avatars: the Ray Serve app `avatar` and the WebRTC gateway in front of it.
 
@@ -761,6 +826,7 @@ def serve(
     until Ctrl-C (which removes the app it deployed and, when it was started here, stops Ray). With
     --no-deploy it only adds a gateway in front of an app another `headcast serve` deployed.
     """
+    _route("serve", verbose, own_level=logging.INFO)
     from pydantic import ValidationError
 
     from inference.protocol import RenderError
@@ -768,6 +834,7 @@ def serve(
     from signaling.auth import AuthError, load_secret
     from signaling.config import GatewayConfig
 
+    _fetch_assets("serve")
     with _errors(AuthError, RenderError, ValueError, ValidationError):
         serving = ServingConfig.load(serving_config, registry=registry, num_replicas=replicas, device=device,
                                      runtime=runtime)  # fmt: skip
@@ -788,7 +855,8 @@ def serve(
                 run_app(serving)
         url = f"http://{gateway.host}:{gateway.port}"
         console.print(f"gateway on {url}: pages {url}/send, {url}/view, {url}/enrol (the token goes after #token=); "
-                      "metrics at /metrics; mint tokens with `headcast token`", highlight=False)  # fmt: skip
+                      "metrics at /metrics; mint tokens with `headcast token`", highlight=False,
+                      soft_wrap=True)  # fmt: skip
         # Uploads from the enrolment page become enrolment jobs (configs/gateway.yaml `enrolment`).
         enroller = JobEnroller.from_config(gateway.enrolment, serving.registry)
         run_gateway(gateway, ServeRenderer(serving.app_name), secret, enroller)
@@ -797,6 +865,9 @@ def serve(
             ray_serve.delete(serving.app_name)
         if address is None:
             ray.shutdown()
+        removed = [f"removed the app {serving.app_name}"] if deploy else []
+        stopped = ["stopped the local Ray"] if address is None else []
+        console.print(f"gateway stopped; {', '.join([*removed, *stopped]) or 'the app keeps running'}", highlight=False)
 
 
 @app.command()
@@ -806,6 +877,7 @@ def demo(
         int, typer.Option(min=1, help="stage-1 steps of the demo's base, when the woman is not enrolled yet")
     ] = 200,
     repeat: Annotated[int, typer.Option(min=1, help="play the man's 5 s stream this many times (time to watch)")] = 1,
+    verbose: Verbose = False,
 ) -> None:
     """Run headcast on the embedded default: the sample clip's man drives a live avatar of its woman.
 
@@ -814,6 +886,7 @@ def demo(
     records the avatar a viewer receives, a side-by-side video (source | NMFC | warped reference |
     avatar), a contact sheet and a report.
     """
+    _route("demo", verbose)
     import asyncio
 
     from edge.errors import EdgeError
@@ -823,12 +896,14 @@ def demo(
     from training.checkpoint import TrainingError
     from training.finetune import EnrollError
 
+    _fetch_assets("demo")
     with _errors():
         clip = assets.resolve("sample_clip")
-    stdout.print(f"[bold]headcast demo[/]: the sample clip {clip}", highlight=False)
+    stdout.print(f"[bold]headcast demo[/]: the sample clip {clip}", highlight=False, soft_wrap=True)
     tracks = _track_to(str(clip), out_dir, identities=True, masks=False, video=True, max_frames=None,
                        config_path=None)  # fmt: skip
-    with _errors(EdgeError, RenderError, RegistryError, EnrollError, TrainingError):
+    stopped = "the live session and Ray were stopped; run `headcast demo` again for the rest"
+    with _errors(EdgeError, RenderError, RegistryError, EnrollError, TrainingError), _interruptible(stopped):
         if len(tracks.people) < 2:
             raise FitError("the demo needs the sample clip's two people; the tracking found fewer")
         target = tracks.main_person()
@@ -857,13 +932,17 @@ def demo(
     table = Table(show_header=False, box=None)
     table.add_row("target", f"person {target} as {live.DEMO_TARGET!r} ({'cached' if cached else 'enrolled'}: "
                             f"{registry})")  # fmt: skip
-    table.add_row("driven by", f"person {source}, {len(stream)} frames at {fps:g} fps")
-    table.add_row("uplink", f"{report['uplink_bytes_per_frame']} B/frame ({report['uplink_kbit_per_s']} kbit/s)")
+    table.add_row("driven by", f"person {source}, {len(stream)} frames at {fps:.1f} fps")
+    table.add_row(
+        "uplink", f"{report['uplink_bytes_per_frame']:.1f} B/frame ({report['uplink_kbit_per_s']:.1f} kbit/s)"
+    )
     trip = report["round_trip_ms"]
-    table.add_row("round trip", f"p50 {trip['p50']} ms, p95 {trip['p95']} ms (coefficients → rendered frame)")
-    table.add_row("video", f"self-view {report['self_view_fps']} fps; viewer received {report['viewer_frames']} frames")
+    table.add_row("round trip", f"p50 {_ms(trip['p50'])}, p95 {_ms(trip['p95'])} (coefficients → rendered frame)")
+    table.add_row(
+        "video", f"self-view {report['self_view_fps']:.1f} fps; viewer received {report['viewer_frames']} frames"
+    )
     table.add_row("dropped", ", ".join(f"{k} {v}" for k, v in report["dropped"].items()))
-    table.add_row("gateway p50", ", ".join(f"{k} {v} ms" for k, v in report["gateway_stage_ms_p50"].items()))
+    table.add_row("gateway p50", ", ".join(f"{k} {_ms(v)}" for k, v in report["gateway_stage_ms_p50"].items()))
     table.add_row("avatar video", str(out_dir / live.AVATAR_VIDEO))
     if identity is not None:
         table.add_row("whose face", f"nearer the woman than the man in {identity['nearer_target_fraction']:.0%} of "
@@ -876,9 +955,44 @@ def demo(
     stdout.print(table)
 
 
+def _paragraphs(text: str) -> str:
+    """Return `text` with each paragraph on one line: the help formatter wraps them to the terminal."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n") if p.strip())
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and its groups) its docstring as paragraphs for `--help`.
+
+    Typer keeps a docstring's hard line breaks after the first paragraph, and then wraps those lines
+    again to the terminal's width: sentences break in the middle ("… with the Serve / app and …").
+    """
+    infos: list[typer.models.CommandInfo | typer.models.TyperInfo] = [*typer_app.registered_commands]
+    if typer_app.registered_callback is not None:
+        infos.append(typer_app.registered_callback)
+    for info in infos:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = _paragraphs(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
+
+
 def main() -> None:
     """Entry point of the `headcast` console script."""
-    app()
+    # Ray gives its GCS 30 s to start, which a loaded 2-core machine can exceed; the wait ends as soon as
+    # the GCS is up, so a longer bound costs nothing when it is not needed.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+    try:
+        app()
+    except Exception as error:
+        from headcast import logs
+
+        if not logs.report_crash(error, console):
+            raise
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":

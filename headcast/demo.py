@@ -135,6 +135,8 @@ async def live_session(
     run_app(serving)
     secret = secrets.token_bytes(32)  # this run's own: its tokens are good for this gateway only
     gateway = await start_gateway(GatewayConfig.load(port=0), ServeRenderer(serving.app_name), secret)
+    clients: list[SenderClient | ViewerClient] = []
+    tasks: list[asyncio.Task[Any]] = []
     try:
         view_token = mint_token(secret, "demo-viewer", DEMO_ROOM, "view", ttl_s=3600, max_sessions=8)
         announce(f"watch in a browser: {gateway.url}/view?room={DEMO_ROOM}#token={view_token}")
@@ -143,16 +145,25 @@ async def live_session(
         sender = SenderClient(gateway.url, send_token, DEMO_TARGET, fps=round(fps),
                               on_frame=lambda rgb: received.append((time.monotonic(), rgb)))  # fmt: skip
         log = SentLog()
+        clients.append(sender)
         sending = asyncio.create_task(sender.run(paced_stream(stream, log), realtime=True))
+        tasks.append(sending)
         while sender.session is None and not sending.done():
             await asyncio.sleep(0.05)
         viewer = ViewerClient(gateway.url, view_token, record=out_dir / AVATAR_VIDEO, fps=fps)
+        clients.append(viewer)
         watching = asyncio.create_task(viewer.run())
+        tasks.append(watching)
         stats = await sending
         viewer.stop()
         viewer_stats = await watching
         metrics = {stage: q["p50"] for stage, q in (await stage_quantiles_ms(gateway.url)).items()}
     finally:
+        # Ended or interrupted (Ctrl-C cancels this coroutine): the peers leave before the gateway stops,
+        # so no connection is left waiting for the other side, and the recording is finished.
+        for client in clients:
+            client.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.stop()
     return {
         "stats": stats,
@@ -347,8 +358,8 @@ def session_report(
         "uplink_bytes_per_frame": round(stats.bytes_per_frame, 1),
         "uplink_kbit_per_s": round(stats.bytes_per_frame * 8 * fps / 1000, 2),
         "round_trip_ms": {
-            "p50": stats.round_trip_ms_p50,
-            "p95": stats.round_trip_ms_p95,
+            "p50": _round(stats.round_trip_ms_p50),
+            "p95": _round(stats.round_trip_ms_p95),
             "measured": stats.round_trips,
         },
         "self_view_fps": round(stats.video_fps, 1),
@@ -365,6 +376,11 @@ def session_report(
         "avatar_identity": identity,
         "machine": {"cpus": os.cpu_count()},
     }
+
+
+def _round(ms: float | None) -> float | None:
+    """Return a latency to 0.1 ms: what a clock on a shared machine resolves, the rest is noise."""
+    return None if ms is None else round(ms, 1)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:

@@ -93,7 +93,7 @@ class Gateway:
                 session_id, target_id, fps, background, self.config, self.renderer, self.metrics, track
             )
             pc = RTCPeerConnection()
-            room = Room(room_name, sender, Peer(session_id, "send", grant.token_id, pc), track)
+            room = Room(room_name, sender, Peer(session_id, "send", room_name, grant.token_id, pc), track)
             answer = await self._answer(pc, offer.sdp, room, needs_channel=True)
         except BaseException:
             self._release_session(grant.token_id)
@@ -106,8 +106,10 @@ class Gateway:
         self._register(room.sender_peer)
         self.metrics.rooms.inc()
         pc.on("datachannel", lambda channel: self._on_channel(room, channel))
-        self._watch(room.sender_peer, lambda: self._close_room(room), ready=lambda: room.sender.channel_attached)
-        log.info("room %s: sender %s drives %s at %d fps", room_name, session_id, target_id, fps)
+        self._watch(
+            room.sender_peer, lambda why: self._close_room(room, why), ready=lambda: room.sender.channel_attached
+        )
+        log.info("session %s started: room %s, sender driving %s at %d fps", session_id, room_name, target_id, fps)
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": session_id, "fps": fps})
 
     async def view(self, request: web.Request) -> web.Response:
@@ -129,12 +131,12 @@ class Gateway:
             self._release_session(grant.token_id)
             await _close_quietly(pc)
             raise
-        peer = Peer(uuid.uuid4().hex, "view", grant.token_id, pc)
+        peer = Peer(uuid.uuid4().hex, "view", room_name, grant.token_id, pc)
         room.viewers[peer.session_id] = peer
         room.sender.viewers = len(room.viewers)
         self._register(peer)
-        self._watch(peer, lambda: self._close_viewer(room, peer))
-        log.info("room %s: viewer %s joined (%d watching)", room_name, peer.session_id, len(room.viewers))
+        self._watch(peer, lambda why: self._close_viewer(room, peer, why))
+        log.info("session %s started: room %s, viewer (%d watching)", peer.session_id, room_name, len(room.viewers))
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": peer.session_id})
 
     async def describe(self, request: web.Request) -> web.Response:
@@ -161,7 +163,11 @@ class Gateway:
             return await handler(request)
         except GatewayError as error:
             self.metrics.refusals.labels(error.code).inc()
-            log.info("%s %s refused: %s %s", request.method, request.path, error.code, error.message)
+            # Never the token (headers, ?token=): what was asked, where, and why it was refused.
+            room = request.match_info.get("room", "-")
+            role = request.path.rsplit("/", 1)[-1] if request.path.endswith(("/send", "/view")) else "-"
+            log.info("refused %s %s: %d %s, room %s, role %s: %s", request.method, request.path, error.status,
+                     error.code, room, role, error.message)  # fmt: skip
             return web.json_response({"error": error.message, "code": error.code}, status=error.status)
 
     # ----------------------------------------------------------------------------------------- validation
@@ -282,22 +288,27 @@ class Gateway:
             log.info("room %s: ignoring data channel %r", room.name, channel.label)
             return
         room.sender.attach(channel)
-        channel.on("close", lambda: self._spawn(self._close_room(room)))
+        channel.on("close", lambda: self._spawn(self._close_room(room, "the sender closed its data channel")))
 
     def _watch(
-        self, peer: Peer, close: Callable[[], Awaitable[None]], ready: Callable[[], bool] = lambda: True
+        self, peer: Peer, close: Callable[[str], Awaitable[None]], ready: Callable[[], bool] = lambda: True
     ) -> None:
-        """Call `close` when the peer's connection fails or closes, or is not connected and `ready()` in time."""
+        """Call `close(reason)` when the peer's connection fails or closes, or is not connected and `ready()`
+        in time."""
 
         async def on_state() -> None:
-            if peer.pc.connectionState in ("failed", "closed"):
-                await close()
+            state = peer.pc.connectionState
+            if state == "failed":
+                await close("its connection failed (the network was lost)")
+            elif state == "closed":
+                await close("its peer closed the connection")
 
         async def deadline() -> None:
             await asyncio.sleep(self.config.connect_timeout_s)
-            if peer.pc.connectionState != "connected" or not ready():
-                log.info("session %s did not connect in %g s", peer.session_id, self.config.connect_timeout_s)
-                await close()
+            if peer.pc.connectionState != "connected":
+                await close(f"it did not connect within {self.config.connect_timeout_s:g} s")
+            elif not ready():
+                await close(f"it opened no data channel within {self.config.connect_timeout_s:g} s")
 
         peer.pc.on("connectionstatechange", on_state)
         self._spawn(deadline())
@@ -320,8 +331,7 @@ class Gateway:
             for room in list(self.rooms.values()):
                 silent_s = now - room.sender.last_message_at
                 if room.sender.channel_attached and silent_s > self.config.sender_silence_s:
-                    log.info("room %s: sender silent for %.1f s, closing the room", room.name, silent_s)
-                    await self._close_room(room)
+                    await self._close_room(room, f"the sender sent nothing for {silent_s:.1f} s")
 
     async def _count_video_bytes(self, peer: Peer) -> None:
         # aiortc's stats are plain counters, readable in any state, so a closing peer's last bytes count too.
@@ -331,38 +341,44 @@ class Gateway:
             self.metrics.bytes.labels("out", "video").inc(sent - peer.video_bytes_sent)
             peer.video_bytes_sent = sent
 
-    async def _close_peer(self, peer: Peer) -> None:
+    async def _close_peer(self, peer: Peer, reason: str) -> None:
+        """Close one peer connection and log its session's end: which, where, after how long, and why."""
         if self.peers.pop(peer.session_id, None) is None:
             return  # closed already (closing a peer fires its own state change)
         await self._count_video_bytes(peer)
         self._release_session(peer.token_id)
         self.metrics.sessions.labels(peer.role).dec()
         await _close_quietly(peer.pc)
+        lasted_s = time.monotonic() - peer.started_at
+        log.info("session %s ended: room %s, %s, after %.1f s: %s", peer.session_id, peer.room,
+                 "sender" if peer.role == "send" else "viewer", lasted_s, peer.ending or reason)  # fmt: skip
 
-    async def _close_viewer(self, room: Room, peer: Peer) -> None:
+    async def _close_viewer(self, room: Room, peer: Peer, reason: str) -> None:
         room.viewers.pop(peer.session_id, None)
         room.sender.viewers = len(room.viewers)
-        await self._close_peer(peer)
+        peer.ending = peer.ending or reason
+        await self._close_peer(peer, reason)
 
-    async def _close_room(self, room: Room) -> None:
-        """End a room: its sender's session, its video, and every peer connection in it."""
+    async def _close_room(self, room: Room, reason: str) -> None:
+        """End a room for `reason`: its sender's session, its video, and every peer connection in it."""
         if self.rooms.get(room.name) is not room:
             return
         del self.rooms[room.name]
         self.metrics.rooms.dec()
+        c = room.sender.counters
+        room.sender_peer.ending = f"{reason} ({c.received} packets received, {c.rendered} frames rendered)"
         await room.sender.stop()
         room.track.stop()
         for viewer in list(room.viewers.values()):
-            await self._close_viewer(room, viewer)
-        await self._close_peer(room.sender_peer)
-        log.info("room %s closed", room.name)
+            await self._close_viewer(room, viewer, f"the room closed: {reason}")
+        await self._close_peer(room.sender_peer, reason)
 
     async def close(self) -> None:
         """Close every room and peer connection (the app's on_shutdown)."""
         for room in list(self.rooms.values()):
-            await self._close_room(room)
+            await self._close_room(room, "the gateway is shutting down")
         for peer in list(self.peers.values()):
-            await self._close_peer(peer)
+            await self._close_peer(peer, "the gateway is shutting down")
         background = list(self._background)
         for task in background:
             task.cancel()

@@ -16,7 +16,7 @@ import json
 import logging
 import struct
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,9 +89,13 @@ class Peer:
 
     session_id: str
     role: Literal["send", "view"]
+    room: str
     token_id: str
     pc: RTCPeerConnection
     video_bytes_sent: int = 0  # as last counted in the metrics
+    started_at: float = field(default_factory=time.monotonic)
+    # Why the session ends, from the moment its closing starts: a shutdown racing it keeps the first reason.
+    ending: str | None = None
 
 
 class SenderSession:
@@ -129,6 +133,8 @@ class SenderSession:
         self._limit = PacketRateLimit(config.limits.max_packets_per_s, config.limits.packet_burst)
         self._channel: RTCDataChannel | None = None
         self._last_error: dict[str, float] = {}
+        self._failure_logged: dict[str, float] = {}  # render failures: when each code was last logged
+        self._failures: Counter[str] = Counter()  # and how many of it since
         self._tasks: list[asyncio.Task[None]] = []
         self.last_message_at = time.monotonic()  # the silence watchdog closes a room whose sender went quiet
 
@@ -277,16 +283,30 @@ class SenderSession:
             except RendererUnavailableError as error:
                 failure = error
             except GatewayError as error:  # the app refused this request: retrying would not help
-                self.metrics.render_failures.labels(error.code).inc()
-                self._error(error.code, error.message)
+                self._render_failed(error, error.message)
                 return None
-            log.warning("session %s: %s (attempt %d of %d)", self.session_id, failure, attempt + 1, retries + 1)
             if attempt < retries:
+                log.info("session %s: %s; retrying (attempt %d of %d)", self.session_id, failure, attempt + 2,
+                         retries + 1)  # fmt: skip
                 self.metrics.render_retries.inc()
                 await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
-        self.metrics.render_failures.labels(failure.code).inc()
-        self._error(failure.code, f"{failure.message}; frames resume when a replica is back")
+        self._render_failed(failure, f"{failure.message}; frames resume when a replica is back")
         return None
+
+    def _render_failed(self, error: GatewayError, message: str) -> None:
+        """Count a frame that could not be rendered, log it and tell the sender (each at most once per
+        `error_interval_s` per code: a Serve app that is down fails every frame)."""
+        self.metrics.render_failures.labels(error.code).inc()
+        self._failures[error.code] += 1
+        now = time.monotonic()
+        last = self._failure_logged.get(error.code)
+        if last is None or now - last >= self.config.error_interval_s:
+            more = self._failures[error.code] - 1
+            since = f" ({more} more since the last report)" if last is not None and more else ""
+            log.warning("session %s: render failed (%s): %s%s", self.session_id, error.code, error.message, since)
+            self._failure_logged[error.code] = now
+            self._failures[error.code] = 0
+        self._error(error.code, message)
 
     def _show(self, frame: DriveFrame, result: RenderResult, queue_ms: float, render_ms: float) -> None:
         self.track.show(result.frame)

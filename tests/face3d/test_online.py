@@ -51,7 +51,7 @@ def test_the_estimator_is_fast_and_smooths(sample_tracks: Any) -> None:
         out.append(estimator.update(frame.landmarks, frame.blendshapes, frame.image_size, frame.timestamp_ms, i))
         times.append(time.perf_counter() - start)
     print(f"online: median {1000 * np.median(times):.3f} ms/frame")
-    assert np.median(times) < 1e-3
+    assert np.median(times) < 5e-3  # a small part of a 40 ms frame, with room for a loaded machine (0.3 ms idle)
     raw = np.array([f.blendshapes for f in frames])
     smooth = np.array([c.blendshapes for c in out])
     # Smoothing lowers the frame-to-frame roughness (second differences) of the scores.

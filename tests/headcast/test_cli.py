@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,6 +29,53 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = headcast(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def command_paths() -> list[list[str]]:
+    """Return every command of the CLI as its words (groups too), e.g. ["jobs", "logs"]."""
+    import typer.main
+
+    from headcast.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(command: Any, words: list[str]) -> None:  # typer's own (vendored) click Command and Group
+        found.append(words)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_help_texts_are_paragraphs_wrapped_to_the_terminal(width: int) -> None:
+    """No line of a description ends early unless its paragraph does: docstrings' own line breaks do not
+    survive into --help, where they would break sentences in the middle."""
+    from typer.testing import CliRunner
+
+    from headcast.cli import app
+
+    runner = CliRunner()
+    for words in command_paths():
+        result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0, (words, result.output)
+        lines = result.output.splitlines()
+        start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 1
+        end = next((i for i, line in enumerate(lines) if line.startswith("╭")), len(lines))
+        description = [line.rstrip() for line in lines[start:end]]
+        for line, following in itertools.pairwise(description):
+            if line.strip() and following.strip():
+                room = width - 2 - len(line)  # the text's one-space margins
+                assert len(following.split()[0]) + 1 > room, f"`headcast {' '.join(words)} --help` breaks: {line!r}"
+
+
+def test_every_command_says_which_assets_it_uses() -> None:
+    """Each command fetches its assets before it starts (face3d.assets.COMMAND_ASSETS): a new command needs a list."""
+    paths = command_paths()
+    for words in (w for w in paths if not any(other[: len(w)] == w and other != w for other in paths)):
+        name = " ".join(words)
+        assert name in assets.COMMAND_ASSETS or words[0] in assets.COMMAND_ASSETS, f"no asset list for {name!r}"
 
 
 def test_assets_list_shows_every_asset() -> None:
@@ -53,6 +103,36 @@ def test_track_refuses_a_bad_file_without_a_traceback(tmp_path: Path, content: b
     assert not (tmp_path / "out" / "tracks.npz").exists()
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_libraries_logs_go_to_the_log_file_and_verbose_shows_them(
+    tmp_path: Path, sample_clip: Path, verbose: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = tmp_path / "short.mp4"
+    with av.open(str(sample_clip)) as source, av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 720, 528, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index >= 20:  # frames 1-19: the woman's first shot
+                break
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
+        out.mux(stream.encode())
+    cache = tmp_path / "cache"
+    (cache / "assets").mkdir(parents=True)
+    for name in assets.for_command("track"):  # the cache is this test's own: its log folder too
+        (cache / "assets" / assets.ASSETS[name].filename).symlink_to(assets.ensure(name))
+    monkeypatch.setenv(assets.CACHE_ENV, str(cache))
+    args = ["track", str(clip), "--out", str(tmp_path / "out"), "--no-identities", "--no-video"]
+    result = headcast(*args, *(["--verbose"] if verbose else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = cache / "logs" / "track.log"
+    assert f"logs: {log}" in result.stderr
+    native = "Created TensorFlow Lite XNNPACK delegate"  # MediaPipe's C++ side, on descriptor 2
+    assert native in log.read_text() if not verbose else native in result.stderr
+    if not verbose:
+        assert native not in result.stderr and "W0000" not in result.stderr
+    assert "frames with a face" in result.stdout  # the results stay on the console
+
+
 def test_track_camera_that_does_not_exist(tmp_path: Path) -> None:
     result = headcast("track", "camera:77", "--out", str(tmp_path))
     assert result.returncode == 1
@@ -66,6 +146,12 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     shutil.rmtree(assets.cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
     result = headcast("demo", "--out", str(out), "--base-steps", "20", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # A quiet console: Ray's banner and its shutdown chatter, MediaPipe's native lines, go to the log file.
+    log = Path(re.search(r"^logs: (\S+)", result.stderr, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    for noise in ("Started a local Ray instance", "(raylet)", "ray.kill", "Traceback", "W0000", "INFO "):
+        assert noise not in result.stderr + result.stdout, noise
+    assert "Started a local Ray instance" in log.read_text()
+    assert re.search(r"round trip +p50 \d+\.\d ms, p95 \d+\.\d ms", result.stdout), result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 270 and summary["face_fraction"] >= 0.95
     assert len(summary["people"]) == 2 and len(summary["shots"]) == 5

@@ -280,14 +280,18 @@ def test_expired_uploads_are_swept(enrolment_jobs: str, tmp_path: Path) -> None:
         enrolments: Enrolments = running.runner.app[ENROLMENTS_KEY]
         upload = await new_upload(client, data)
         await enrolments.sweep()
-        assert (tmp_path / "uploads" / upload).is_dir(), "fresh: kept"
-        await asyncio.sleep(0.6)
+        folder = tmp_path / "uploads" / upload
+        assert folder.is_dir(), "fresh: kept"
+        # Idle for longer than upload_ttl_s: its files last changed before that (no waiting for a clock).
+        idle_since = time.time() - 120
+        for path in (folder, *folder.iterdir()):
+            os.utime(path, (idle_since, idle_since))
         await enrolments.sweep()
-        assert not (tmp_path / "uploads" / upload).exists(), "idle longer than upload_ttl_s: removed"
+        assert not folder.exists(), "idle longer than upload_ttl_s: removed"
         status, answer, _ = await call(client, "GET", f"/api/uploads/{upload}")
         assert (status, answer["code"]) == (404, "unknown_upload")
 
-    with_gateway(config(tmp_path / "uploads", upload_ttl_s=0.5), JobEnroller(enrolment_jobs), test)
+    with_gateway(config(tmp_path / "uploads", upload_ttl_s=60), JobEnroller(enrolment_jobs), test)
 
 
 def enrolled_by_carol(registry_root: str, target_id: str) -> None:
