@@ -409,7 +409,9 @@ def test_the_avatar_opens_its_mouth_when_the_clip_does(
         expression = closed[-1].request.frames[-1].coefficients.blendshapes
         closed_mouth = gateway.render(with_blendshapes(request, expression))
         mouth_only = mean_difference(closed_mouth, opened[-1].frame)
-        assert mouth_only > 2.0  # measured ≈ 8.5; 0 if the mouth did not reach the generator
+        # Rendering is deterministic, so 0 means the mouth did not reach the renderer. Measured 1.84 over the
+        # whole frame: the target's warped frames move only around the mouth (≈ 8.5 when G painted every pixel).
+        assert mouth_only > 0.5
 
         # 3. The viewer's video shows each phase's renders: each captured frame is nearer to the renders of its
         #    own phase than to those of the other. Compared as 4×4-pixel block means: the video's 4:2:0 chroma and

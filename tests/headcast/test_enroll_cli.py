@@ -79,7 +79,9 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
     assert ablated.returncode == 0, ablated.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in (tmp_path / "ablations" / "ablations" / "ablations.md")
             .read_text().splitlines() if line.startswith("| ") and not line.startswith("| variant")]  # fmt: skip
-    assert rows == ["full", "without D_D", "without D_M", "without both", "without stage-1 initialisation"]
+    # Every row of the table, the NMFC-only one a dash (no --no-warp-base given).
+    assert rows == ["warp alone", "no warp (NMFC only)", "full", "without D_D", "without D_M", "without both",
+                    "without stage-1 initialisation"]  # fmt: skip
     unknown = headcast(environment, "eval", "nobody", "--out", str(tmp_path / "eval2"))
     assert unknown.returncode == 1 and "no target 'nobody'" in unknown.stderr
 
