@@ -164,13 +164,16 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     assert drawn.shape == source.shape == (528, 720, 3)
     assert np.abs(drawn - source).mean() > 2.0, "landmarks and axes are drawn on the frame"
     # The man (person 1) drives the woman's avatar: every frame sent over the compact codec, rendered
-    # by the Serve app, received as video by a viewer; nothing lost on a loopback with spare capacity.
+    # by the Serve app, received as video by a viewer. How many the CPU renders depends on the machine;
+    # what it cannot reach in time only newest-wins drops ("superseded"), never a frame lost or refused.
     report = json.loads((out / "report.json").read_text())
     assert (report["target"], report["source_person"], report["target_cached"]) == ("woman", 1, False)
     assert report["frames_sent"] == report["frames_streamed"] == summary["people"][1]["frames"]
     assert report["uplink_bytes_per_frame"] <= 33, "the compact uplink budget (≤ 8 kbit/s at 30 fps)"
-    assert report["round_trip_ms"]["measured"] >= 0.5 * report["frames_sent"]
-    assert report["viewer_frames"] >= 0.5 * report["frames_sent"]
+    assert report["round_trip_ms"]["measured"] >= 20 and report["viewer_frames"] >= 20
+    dropped = report["dropped"]
+    assert dropped["offline"] == dropped["bad"] == dropped["rate"] == 0, dropped
+    assert report["gateway_rendered"] + dropped["superseded"] + dropped["stale"] <= report["frames_sent"]
     assert {"queue", "render", "nmfc", "warp", "generator", "composite"} <= set(report["gateway_stage_ms_p50"])
     with av.open(str(out / "avatar.mp4")) as video:
         avatar = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
