@@ -31,10 +31,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+import wire
 from edge.config import ClientConfig
 from edge.errors import EdgeError
 from edge.stats import SenderMetrics, SenderStats, ViewerMetrics, ViewerStats
-from face3d import wire
 from face3d.coefficients import Coefficients
 
 FrameSink = Callable[[npt.NDArray[np.uint8]], None]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from base.errors import HeadcastError
 
-class EdgeError(Exception):
+
+class EdgeError(HeadcastError):
     """The edge cannot go on; the message says what the user can do about it.
 
     status: the gateway's HTTP status when the gateway refused a request (None otherwise);

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from base import assets
 from edge.errors import TrackingError
 from edge.tracking import TrackedFrame
-from face3d import assets
 
 DESCRIPTOR_SIZE = 128
 

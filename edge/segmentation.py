@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from base import assets
 from edge.errors import TrackingError
 from edge.native import quiet_native_stderr
-from face3d import assets
 
 
 class ForegroundSegmenter:

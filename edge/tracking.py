@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from base import assets
 from edge.config import TrackerConfig
 from edge.errors import TrackingError
 from edge.native import quiet_native_stderr
-from face3d import NUM_BLENDSHAPES, assets
+from face3d import NUM_BLENDSHAPES
 
 NUM_LANDMARKS = 478  # 468 mesh vertices + 10 iris points
 

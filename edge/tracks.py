@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from base.files import atomic_path, write_json_atomic
 from edge.capture import SourceInfo
 from edge.errors import TrackingError
 from edge.shots import Shot
@@ -91,15 +91,6 @@ class Tracks:
         return summary
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        write(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def save_tracks(tracks: Tracks, out_dir: str | Path) -> Path:
     """Write tracks.npz, summary.json (and masks.npz when masks exist) into `out_dir`; return it."""
     out = Path(out_dir)
@@ -125,21 +116,12 @@ def save_tracks(tracks: Tracks, out_dir: str | Path) -> Path:
         "blendshape_names": np.array(BLENDSHAPE_NAMES),
     }
 
-    def write_npz(path: Path) -> None:
-        with path.open("wb") as stream:
-            np.savez_compressed(stream, **arrays)  # type: ignore[arg-type]
-
-    _atomic_write(out / TRACKS_FILE, write_npz)
+    with atomic_path(out / TRACKS_FILE) as partial, partial.open("wb") as stream:
+        np.savez_compressed(stream, **arrays)  # type: ignore[arg-type]
     if tracks.masks is not None:
-        masks = tracks.masks
-
-        def write_masks(path: Path) -> None:
-            with path.open("wb") as stream:
-                np.savez_compressed(stream, masks=masks)
-
-        _atomic_write(out / MASKS_FILE, write_masks)
-    text = json.dumps(tracks.summary(), indent=2)
-    _atomic_write(out / SUMMARY_FILE, lambda path: path.write_text(text + "\n", encoding="utf-8"))
+        with atomic_path(out / MASKS_FILE) as partial, partial.open("wb") as stream:
+            np.savez_compressed(stream, masks=tracks.masks)
+    write_json_atomic(out / SUMMARY_FILE, tracks.summary())
     return out
 
 

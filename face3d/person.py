@@ -9,7 +9,6 @@ retargeting needs to keep a driven head where this person's head usually is.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zipfile
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from base.files import write_atomic
 from face3d.blendshapes import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 from face3d.errors import FitError
 from face3d.topology import NUM_VERTICES
@@ -99,15 +99,7 @@ class PersonModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as a versioned .npz (atomically); return the path written."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        try:
-            partial.write_bytes(self.to_bytes())
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
-        return target
+        return write_atomic(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> PersonModel:
@@ -233,8 +225,5 @@ def summary_image(
 def write_summary_png(model: PersonModel, triangles: npt.ArrayLike, path: str | Path, count: int = 5) -> Path:
     """Write the summary image as a PNG (row names in its tEXt 'rows' chunk); return the path."""
     image, names = summary_image(model, triangles, count)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = {"Title": "headcast person model", "rows": ", ".join(names), "columns": "front, side (subject's left)"}
-    target.write_bytes(_png_bytes(image, text))
-    return target
+    return write_atomic(path, _png_bytes(image, text))

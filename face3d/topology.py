@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from face3d import assets
+from base import assets
 from face3d.errors import TopologyError
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"

@@ -18,8 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from base import assets
+from base.cache import cache_dir
+from base.errors import HeadcastError
 from edge.tracks import SUMMARY_FILE, TRACKS_FILE, Tracks
-from face3d import Face3dError, FitError, assets
+from face3d import FitError
 
 app = typer.Typer(
     name="headcast",
@@ -49,9 +52,7 @@ EXIT_INTERRUPTED = 130
 @contextmanager
 def _errors(*more: type[Exception]) -> Iterator[None]:
     """Turn headcast's own errors (and `more`) into one red line and exit code 1: no tracebacks for users."""
-    from edge.errors import TrackingError
-
-    handled: tuple[type[Exception], ...] = (Face3dError, TrackingError, *more)
+    handled: tuple[type[Exception], ...] = (HeadcastError, *more)
     try:
         yield
     except handled as error:
@@ -97,7 +98,7 @@ def _route(command: str, verbose: bool, own_level: int = logging.WARNING) -> Non
 
 
 def _fetch_assets(command: str, *options: str) -> None:
-    """Fetch every asset `command` uses (face3d.assets.COMMAND_ASSETS) before it starts work."""
+    """Fetch every asset `command` uses (base.assets.COMMAND_ASSETS) before it starts work."""
     with _errors():
         assets.ensure_for(command, *options, log=_fetch_log)
 
@@ -352,11 +353,10 @@ def preprocess(
     Resumable: run it again after an interruption and only what is missing is computed.
     """
     _route("preprocess", verbose)
-    from training.corpus import CorpusError
     from training.preprocess import PreprocessConfig, PreprocessProgress, preprocess_corpus
 
     _fetch_assets("preprocess")
-    with _errors(CorpusError):
+    with _errors():
         settings = PreprocessConfig.load(config)
         if size_px is not None:
             settings = settings.model_copy(update={"size_px": size_px})
@@ -403,16 +403,14 @@ def pretrain(
     checkpoint left it.
     """
     _route("pretrain", verbose)
-    from training.checkpoint import TrainingError
     from training.clips import synthetic_corpus
-    from training.corpus import CorpusError
     from training.preprocess import load_corpus_clips
     from training.pretrain import PretrainProgress
     from training.pretrain import pretrain as run_pretraining
     from training.trainer_steps import load_pretrain_config
 
     _fetch_assets("pretrain")
-    with _errors(TrainingError, CorpusError):
+    with _errors():
         overrides = {"steps": steps} if steps is not None else {}
         config = load_pretrain_config(profile, None, **overrides)
         size = config.model_configs()[0].size_px
@@ -466,16 +464,16 @@ def enroll(
     with `headcast jobs cancel ID`; submitting the same enrolment again resumes it.
     """
     _route("enroll", verbose)
-    from inference.registry import RegistryError, default_registry_root, validate_target_id
-    from training.jobs import JobError, headcast_cache_dir, module_entrypoint, submit_job
+    from inference.registry import default_registry_root, validate_target_id
+    from training.jobs import JobError, module_entrypoint, submit_job
 
     _fetch_assets("enroll")
-    with _errors(JobError, RegistryError):
+    with _errors():
         target = validate_target_id(name)
         if not video.is_file():
             raise JobError(f"{video}: no such file; give the path of the recording to enrol")
         root = registry or default_registry_root()
-        work_dir = headcast_cache_dir() / "enrol" / target
+        work_dir = cache_dir() / "enrol" / target
         args = [str(video.resolve()), "--name", target, "--registry", root, "--owner", owner, "--subject", subject,
                 "--work-dir", str(work_dir), "--profile", profile]  # fmt: skip
         args += ["--base", str(base.resolve())] if base is not None else []
@@ -492,10 +490,10 @@ def _follow_job(job: str, address: str | None) -> None:
     """Show a job's progress until it ends; exit 1 when it did not succeed."""
     import time
 
-    from training.jobs import JobError, job_info, job_logs
+    from training.jobs import job_info, job_logs
 
     going_on = f"the job goes on without being followed: `headcast jobs`, `headcast jobs cancel {job}`"
-    with _errors(JobError), _interruptible(going_on), _progress() as progress:
+    with _errors(), _interruptible(going_on), _progress() as progress:
         task = progress.add_task("starting", total=None, rate="")
         while True:
             info = job_info(job, address)
@@ -541,16 +539,15 @@ def evaluate_target(
     NMFC-only generator); the table is written to OUT/ablations/ablations.md.
     """
     _route("eval", verbose)
-    from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
-    from training.enroll import EnrollError, enrolment_clips
-    from training.evaluate import EvaluationError, evaluate
-    from training.jobs import headcast_cache_dir
+    from inference.registry import TargetRegistry, default_registry_root, target_generator
+    from training.enroll import enrolment_clips
+    from training.evaluate import evaluate
 
     _fetch_assets("eval")
-    with _errors(RegistryError, EnrollError, EvaluationError):
+    with _errors():
         bundle = TargetRegistry(registry or default_registry_root()).load(target)
         generator = target_generator(bundle)
-        clips = enrolment_clips(work_dir or headcast_cache_dir() / "enrol" / target)
+        clips = enrolment_clips(work_dir or cache_dir() / "enrol" / target)
         frames = holdout if holdout is not None else int(bundle.metadata.training.get("holdout_frames", 100))
         with console.status(f"generating the last {frames} frames of {target}'s recording"):
             report = evaluate(generator, clips, out_dir, holdout=frames, references=bundle.references)
@@ -560,7 +557,7 @@ def evaluate_target(
         from training.evaluate import ablation_table, run_ablations
         from training.finetune import split_holdout
 
-        with _errors(EnrollError, EvaluationError), console.status("fine-tuning and evaluating the ablations"):
+        with _errors(), console.status("fine-tuning and evaluating the ablations"):
             train, held = split_holdout(clips, frames, 1)
             finetune_config = load_enroll_config(profile).finetune
             results = run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps,
@@ -578,9 +575,9 @@ def jobs_list(
     """List headcast's jobs with their status, progress and ETA."""
     if ctx.invoked_subcommand is not None:
         return
-    from training.jobs import JobError, list_jobs
+    from training.jobs import list_jobs
 
-    with _errors(JobError):
+    with _errors():
         jobs = list_jobs(address)
     table = Table(title="headcast jobs")
     for column in ("id", "name", "status", "progress", "eta", "started"):
@@ -600,9 +597,9 @@ def jobs_logs(
     address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL")] = None,
 ) -> None:
     """Print a job's log."""
-    from training.jobs import JobError, job_logs
+    from training.jobs import job_logs
 
-    with _errors(JobError):
+    with _errors():
         stdout.print(job_logs(job, address), highlight=False, markup=False)
 
 
@@ -612,9 +609,9 @@ def jobs_cancel(
     address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL")] = None,
 ) -> None:
     """Stop a running job (an enrolment resumes from its checkpoints when submitted again)."""
-    from training.jobs import JobError, cancel_job
+    from training.jobs import cancel_job
 
-    with _errors(JobError):
+    with _errors():
         stopped = cancel_job(job, address)
     stdout.print(f"job {job} {'stopped' if stopped else 'had already ended'}", highlight=False)
 
@@ -622,9 +619,9 @@ def jobs_cancel(
 @jobs_app.command("stop-cluster")
 def jobs_stop_cluster() -> None:
     """Stop the local Ray head that headcast started for jobs."""
-    from training.jobs import JobError, LocalCluster
+    from training.jobs import LocalCluster
 
-    with _errors(JobError):
+    with _errors():
         stopped = LocalCluster().stop()
     stdout.print("stopped the local Ray head" if stopped else "no local Ray head was running")
 
@@ -632,9 +629,9 @@ def jobs_stop_cluster() -> None:
 @targets_app.command("list")
 def targets_list(registry: Annotated[str | None, typer.Option(help="registry root")] = None) -> None:
     """List the enrolled targets with their owner, versions and held-out metrics."""
-    from inference.registry import RegistryError, TargetRegistry, default_registry_root
+    from inference.registry import TargetRegistry, default_registry_root
 
-    with _errors(RegistryError):
+    with _errors():
         store = TargetRegistry(registry or default_registry_root())
         table = Table(title=f"targets in {store.root}")
         for column in ("target", "owner", "versions", "consent", "metrics"):
@@ -653,9 +650,9 @@ def targets_delete(
     registry: Annotated[str | None, typer.Option(help="registry root")] = None,
 ) -> None:
     """Delete a target and every version of it."""
-    from inference.registry import RegistryError, TargetRegistry, default_registry_root
+    from inference.registry import TargetRegistry, default_registry_root
 
-    with _errors(RegistryError):
+    with _errors():
         TargetRegistry(registry or default_registry_root()).delete(target)
     stdout.print(f"deleted {target}", highlight=False)
 
@@ -674,7 +671,7 @@ def token(
     """Mint a signed, expiring token (secret: $HEADCAST_SECRET or the user config directory)."""
     from signaling.auth import ROLES, AuthError, load_secret, mint_token
 
-    with _errors(AuthError):
+    with _errors():
         if role not in ROLES:
             raise AuthError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
         minted = mint_token(load_secret(), subject, room, role, tuple(target or ()), ttl_s, max_sessions)
@@ -719,11 +716,10 @@ def edge_command(
     from edge.client import SenderClient
     from edge.config import EdgeConfig
     from edge.display import LiveStats, PreviewWindow
-    from edge.errors import EdgeError
     from edge.live import LiveCoefficients
 
     interrupted = False
-    with _errors(EdgeError):
+    with _errors():
         settings = EdgeConfig.load(config)
         client = SenderClient(server, token, target, room=room, fps=fps, record=record, on_event=_live_event,
                               config=settings.client)  # fmt: skip
@@ -783,10 +779,9 @@ def view_command(
 
     from edge.client import ViewerClient
     from edge.display import LiveStats
-    from edge.errors import EdgeError
 
     interrupted = False
-    with _errors(EdgeError):
+    with _errors():
         viewer = ViewerClient(server, token, room=room, record=record)
 
         async def watch() -> None:
@@ -827,15 +822,15 @@ def serve(
     --no-deploy it only adds a gateway in front of an app another `headcast serve` deployed.
     """
     _route("serve", verbose, own_level=logging.INFO)
+
     from pydantic import ValidationError
 
-    from inference.protocol import RenderError
     from inference.serve_config import ServingConfig
-    from signaling.auth import AuthError, load_secret
+    from signaling.auth import load_secret
     from signaling.config import GatewayConfig
 
     _fetch_assets("serve")
-    with _errors(AuthError, RenderError, ValueError, ValidationError):
+    with _errors(ValueError, ValidationError):
         serving = ServingConfig.load(serving_config, registry=registry, num_replicas=replicas, device=device,
                                      runtime=runtime)  # fmt: skip
         gateway = GatewayConfig.load(gateway_config, host=host, port=port, app_name=serving.app_name)
@@ -889,12 +884,7 @@ def demo(
     _route("demo", verbose)
     import asyncio
 
-    from edge.errors import EdgeError
     from headcast import demo as live
-    from inference.protocol import RenderError
-    from inference.registry import RegistryError
-    from training.checkpoint import TrainingError
-    from training.finetune import EnrollError
 
     _fetch_assets("demo")
     with _errors():
@@ -903,7 +893,7 @@ def demo(
     tracks = _track_to(str(clip), out_dir, identities=True, masks=False, video=True, max_frames=None,
                        config_path=None)  # fmt: skip
     stopped = "the live session and Ray were stopped; run `headcast demo` again for the rest"
-    with _errors(EdgeError, RenderError, RegistryError, EnrollError, TrainingError), _interruptible(stopped):
+    with _errors(), _interruptible(stopped):
         if len(tracks.people) < 2:
             raise FitError("the demo needs the sample clip's two people; the tracking found fewer")
         target = tracks.main_person()

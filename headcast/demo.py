@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import os
 import secrets
@@ -35,11 +34,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from base.cache import cache_dir
+from base.files import write_json_atomic
 from edge.annotate import VideoWriter
 from edge.capture import VideoFile
 from edge.coefficients import coefficient_stream
 from edge.tracks import Tracks
-from face3d import assets
 from face3d.coefficients import Coefficients
 from face3d.retarget import SourcePoseTracker
 
@@ -60,7 +60,7 @@ PANEL_PX = 256
 
 def demo_cache() -> Path:
     """Return where the demo keeps its enrolled target: `<asset cache>/demo`."""
-    return assets.cache_dir() / "demo"
+    return cache_dir() / "demo"
 
 
 def ensure_demo_target(
@@ -385,6 +385,4 @@ def _round(ms: float | None) -> float | None:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     """Write the demo's report.json; return its path."""
-    path = out_dir / REPORT
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(out_dir / REPORT, report)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from base.cache import cache_dir
 from signaling.config import EnrolmentConfig
 from signaling.enrolment import EnrolmentProgress, EnrolmentState
 from signaling.errors import GatewayError
@@ -110,9 +111,9 @@ class JobEnroller:
             raise GatewayError(503, "unavailable", f"the registry cannot say who owns {target_id!r}: {error}") from None
 
     def _submit(self, video: Path, target_id: str, owner: str, consent_subject: str) -> str:
-        from training.jobs import headcast_cache_dir, list_jobs, module_entrypoint, submit_job
+        from training.jobs import list_jobs, module_entrypoint, submit_job
 
-        work_dir = (self.work_root or headcast_cache_dir() / "enrol") / target_id
+        work_dir = (self.work_root or cache_dir() / "enrol") / target_id
         args = [str(video), "--name", target_id, "--registry", self._registry_root(), "--owner", owner,
                 "--subject", consent_subject, "--work-dir", str(work_dir), "--profile", self.profile]  # fmt: skip
         args += ["--base", str(self.base.resolve())] if self.base is not None else []

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from base.files import write_json_atomic
 from edge.annotate import VideoWriter
 from edge.capture import VideoFile
 from edge.tracks import Tracks
@@ -69,7 +69,7 @@ def write_fit(result: FitResult, person: int, out_dir: Path) -> dict[str, object
                                                                     strict=True)},
         "skipped": [{"frame": i, "reason": why} for i, why in report.skipped],
     }  # fmt: skip
-    (out_dir / FIT_REPORT).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out_dir / FIT_REPORT, summary)
     return summary
 
 

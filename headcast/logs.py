@@ -25,7 +25,7 @@ from typing import ClassVar
 from rich.console import Console
 from rich.markup import escape
 
-from face3d import assets
+from base.cache import cache_dir
 
 # The packages whose log lines are meant for the person at the console (the rest are libraries').
 OWN_PACKAGES = ("headcast", "edge", "face3d", "inference", "signaling", "training")
@@ -34,7 +34,7 @@ _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def log_dir() -> Path:
     """Return the folder of the commands' log files: `logs/` beside the asset cache."""
-    return assets.cache_dir().parent / "logs"
+    return cache_dir() / "logs"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from base.errors import HeadcastError
 from face3d.coefficients import Coefficients
 from face3d.retarget import PoseOffset
 
 
-class RenderError(Exception):
+class RenderError(HeadcastError):
     """A render request cannot be served (unknown target, malformed request); the message says why."""
 
 

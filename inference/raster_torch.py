@@ -35,6 +35,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from base.errors import HeadcastError
 from face3d.nmfc import NmfcTopology, nmfc_topology
 from face3d.topology import NUM_VERTICES
 
@@ -53,7 +54,7 @@ NmfcMode = Literal["centre", "barycentric"]
 RASTERISERS = ("torch", "nvdiffrast")
 
 
-class RasterError(ValueError):
+class RasterError(HeadcastError, ValueError):
     """The meshes or the image size cannot be rasterised; the message says what to pass instead."""
 
 

@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from base.errors import HeadcastError
+from base.targets import TargetIdError, is_target_id, validate_target_id
 from face3d.errors import FitError
 from face3d.person import PersonModel
 from inference.networks import Generator, GeneratorConfig
@@ -44,21 +46,18 @@ MANIFEST = "manifest.json"
 FILES = {"generator": "generator.pt", "person": "person.npz", "background": "background.png",
          "identity": "identity.npy"}  # fmt: skip
 REFERENCES_FILE = "references.npz"
-TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-class RegistryError(Exception):
+class RegistryError(HeadcastError):
     """A target or bundle cannot be stored or found; the message says what to do."""
 
 
-def validate_target_id(target_id: str) -> str:
-    """Return `target_id` when it is a valid id: 1–64 of a-z 0-9 _ -, starting with a letter or digit."""
-    if not isinstance(target_id, str) or not TARGET_ID.fullmatch(target_id):
-        raise RegistryError(
-            f"{target_id!r} is not a valid target id: use 1-64 lowercase letters, digits, '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return target_id
+def _checked(target_id: str) -> str:
+    """Return `target_id` when it is a valid id (base.targets' rule); RegistryError otherwise."""
+    try:
+        return validate_target_id(target_id)
+    except TargetIdError as error:
+        raise RegistryError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -126,13 +125,13 @@ class TargetRegistry:
         found = []
         for entry in self.fs.ls(self._dir(), detail=False):
             name = str(entry).rstrip("/").rsplit("/", 1)[-1]
-            if TARGET_ID.fullmatch(name) and self.versions(name):
+            if is_target_id(name) and self.versions(name):
                 found.append(name)
         return sorted(found)
 
     def versions(self, target_id: str) -> list[str]:
         """Return the committed versions of a target, oldest first (versions sort by creation time)."""
-        folder = self._dir(validate_target_id(target_id))
+        folder = self._dir(_checked(target_id))
         if not self.fs.exists(folder):
             return []
         versions = [str(v).rstrip("/").rsplit("/", 1)[-1] for v in self.fs.ls(folder, detail=False)]
@@ -140,7 +139,7 @@ class TargetRegistry:
 
     def save(self, bundle: TargetBundle) -> str:
         """Store `bundle` as a new version of its target; return the version."""
-        target_id = validate_target_id(bundle.metadata.target_id)
+        target_id = _checked(bundle.metadata.target_id)
         if bundle.identity.ndim != 1 or not np.all(np.isfinite(bundle.identity)):
             raise RegistryError("the identity vector must be a finite 1-d array")
         if bundle.background.ndim != 3 or bundle.background.shape[2] != 3 or bundle.background.dtype != np.uint8:
@@ -218,7 +217,7 @@ class TargetRegistry:
 
     def delete(self, target_id: str) -> None:
         """Remove a target and all its versions (manifests first, so no reader sees a partial bundle)."""
-        folder = self._dir(validate_target_id(target_id))
+        folder = self._dir(_checked(target_id))
         if not self.fs.exists(folder):
             raise RegistryError(f"no target {target_id!r} in {self.root}")
         for version in self.versions(target_id):

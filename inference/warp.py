@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from base.errors import HeadcastError
 from face3d.topology import NUM_VERTICES
 from face3d.warp import (
     FADE_INNER,
@@ -51,7 +52,7 @@ AFFINITY_SOFTNESS = 0.005
 AFFINITY_POWER = 8.0
 
 
-class WarpError(ValueError):
+class WarpError(HeadcastError, ValueError):
     """Reference frames or meshes that cannot be warped; the message says what is wrong."""
 
 

@@ -20,6 +20,9 @@ import jwt
 import jwt.types
 import platformdirs
 
+from base.errors import HeadcastError
+from signaling.errors import GatewayError
+
 Role = Literal["send", "view", "enrol"]
 ROLES: tuple[Role, ...] = ("send", "view", "enrol")
 ALGORITHM = "HS256"
@@ -28,7 +31,7 @@ SECRET_ENV = "HEADCAST_SECRET"
 MIN_SECRET_BYTES = 32
 
 
-class AuthError(Exception):
+class AuthError(HeadcastError):
     """A token is missing, malformed, forged, expired, or does not allow what was asked."""
 
 
@@ -146,3 +149,30 @@ def require(grant: Grant, role: Role, room: str, target_id: str | None = None) -
         raise AuthError(f"this token is for room {grant.room!r}, not {room!r}")
     if target_id is not None and not grant.may_drive(target_id):
         raise AuthError(f"this token does not allow driving target {target_id!r}")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """Return the token of an `Authorization` header value `Bearer <token>`; None when it carries none."""
+    if header is None or not header.startswith("Bearer "):
+        return None
+    return header.removeprefix("Bearer ").strip() or None
+
+
+def authorize(secret: bytes, token: str | None, role: Role, room: str | None, target_id: str | None = None) -> Grant:
+    """Return the grant of `token` after checking it allows `role` in `room` (and driving `target_id`).
+
+    room: None when the role is for no room in particular (enrolment).
+
+    The gateway's answer for each refusal: GatewayError 401 `unauthorized` when the token is missing,
+    malformed, expired or not signed with `secret`; 403 `forbidden` when it is valid but for another
+    role, room or target.
+    """
+    try:
+        grant = verify_token(secret, token)
+    except AuthError as error:
+        raise GatewayError(401, "unauthorized", str(error)) from None
+    try:
+        require(grant, role, grant.room if room is None else room, target_id)
+    except AuthError as error:
+        raise GatewayError(403, "forbidden", str(error)) from None
+    return grant

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 import configs
-from face3d import assets
+from base.cache import cache_dir
 
 
 class LimitsConfig(configs.StrictConfig):
@@ -63,7 +63,7 @@ class EnrolmentConfig(configs.StrictConfig):
 
     def upload_folder(self) -> Path:
         """Return the folder uploads are kept in."""
-        return self.uploads_dir if self.uploads_dir is not None else assets.cache_dir().parent / "uploads"
+        return self.uploads_dir if self.uploads_dir is not None else cache_dir() / "uploads"
 
 
 class GatewayConfig(configs.StrictConfig):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -44,7 +43,9 @@ from typing import Any, Literal, Protocol, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from signaling.auth import AuthError, Grant, require, verify_token
+from base.files import sha256_of, write_atomic
+from base.targets import TARGET_ID_RULE, is_target_id
+from signaling.auth import Grant, authorize, bearer_token
 from signaling.config import GatewayConfig
 from signaling.errors import GatewayError
 from signaling.pages import PAGE_HEADERS, WEB_DIR
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 # inference.registry's rule for target ids, copied because importing the registry imports torch
 # (tests/signaling/test_enrolment_api.py checks the two stay equal).
-TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # Ray submission ids; anything else cannot name a job
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -61,7 +61,6 @@ MAX_SUBJECT_CHARS = 200
 META_FILE = "upload.json"
 PART_FILE = "recording.part"
 _READ_BYTES = 256 * 1024  # one read from the request stream: large enough to be cheap, small enough to stay responsive
-_HASH_BYTES = 1024 * 1024
 
 T = TypeVar("T")
 EnrolmentState = Literal["queued", "running", "succeeded", "failed"]
@@ -158,9 +157,7 @@ class UploadStore:
 
     def save(self, upload: Upload) -> None:
         """Write the upload's record atomically (a reader sees the old one or the new one)."""
-        temporary = self.folder(upload.id) / (META_FILE + ".tmp")
-        temporary.write_text(json.dumps(asdict(upload)), encoding="utf-8")
-        temporary.replace(self.folder(upload.id) / META_FILE)
+        write_atomic(self.folder(upload.id) / META_FILE, json.dumps(asdict(upload)))
 
     def get(self, upload_id: str) -> Upload | None:
         """Return the upload with this id, None when there is none (or its record is unreadable)."""
@@ -199,15 +196,6 @@ class UploadStore:
     def delete(self, upload_id: str) -> None:
         """Remove the upload's folder and everything in it."""
         shutil.rmtree(self.folder(upload_id), ignore_errors=True)
-
-
-def sha256_of(path: Path) -> str:
-    """Return the sha256 (hex) of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(_HASH_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def container_suffix(head: bytes) -> str:
@@ -255,11 +243,8 @@ class Enrolments:
             )
         if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256.lower()):
             raise GatewayError(400, "bad_request", '"sha256" is the recording\'s SHA-256 as 64 hex digits')
-        if not isinstance(name, str) or not TARGET_ID.fullmatch(name):
-            raise GatewayError(
-                400, "bad_request", f"{name!r} is not a valid target id: use 1-64 lowercase letters, digits, "
-                "'_' or '-', starting with a letter or digit",
-            )  # fmt: skip
+        if not is_target_id(name):
+            raise GatewayError(400, "bad_request", f"{name!r} is not a valid target id: use {TARGET_ID_RULE}")
         await self._check_may_enrol(grant, name)
         pending = [u for u in self.store.all() if u.owner == grant.subject and not u.job]
         if len(pending) >= self.settings.max_pending_uploads:
@@ -359,17 +344,7 @@ class Enrolments:
 
     def _authorize(self, request: web.Request) -> Grant:
         """Return the grant of the request's bearer token after checking it is an enrol token (401, 403)."""
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-        try:
-            grant = verify_token(self.secret, token)
-        except AuthError as error:
-            raise GatewayError(401, "unauthorized", str(error)) from None
-        try:
-            require(grant, "enrol", grant.room)  # the room plays no part in enrolment, the role does
-        except AuthError as error:
-            raise GatewayError(403, "forbidden", str(error)) from None
-        return grant
+        return authorize(self.secret, bearer_token(request.headers.get("Authorization")), "enrol", None)
 
     async def _check_may_enrol(self, grant: Grant, target_id: str) -> None:
         """Raise 403 unless the token names `target_id` (or '*') and the target is new or the bearer's own."""

@@ -7,8 +7,10 @@ it is good but for something else.
 
 from __future__ import annotations
 
+from base.errors import HeadcastError
 
-class GatewayError(Exception):
+
+class GatewayError(HeadcastError):
     """A request or render the gateway cannot serve; `status` and `code` are its HTTP answer, the message what to do."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiortc import RTCDataChannel, RTCOutboundRtpStreamStats, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from signaling.auth import AuthError, Grant, require, verify_token
+from signaling.auth import AuthError, Grant, authorize, bearer_token, require, verify_token
 from signaling.config import GatewayConfig
 from signaling.enrolment import add_enrolment_routes
 from signaling.errors import GatewayError, RendererUnavailableError
@@ -174,21 +174,16 @@ class Gateway:
 
     def _verify(self, request: web.Request) -> Grant:
         """Return the grant of the request's token (header or ?token=); 401 when there is no valid one."""
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.query.get("token")
+        token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
         try:
             return verify_token(self.secret, token)
         except AuthError as error:
             raise GatewayError(401, "unauthorized", str(error)) from None
 
     def _authorize(self, request: web.Request, role: Literal["send", "view"], room: str) -> Grant:
-        """Return the request's grant after checking it allows `role` in `room` (403 otherwise)."""
-        grant = self._verify(request)
-        try:
-            require(grant, role, room)
-        except AuthError as error:
-            raise GatewayError(403, "forbidden", str(error)) from None
-        return grant
+        """Return the request's grant after checking it allows `role` in `room` (401, 403 otherwise)."""
+        token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
+        return authorize(self.secret, token, role, room)
 
     async def _read_offer(self, request: web.Request) -> Offer:
         """Return the request's offer; 413 for an oversized body or SDP, 400 for anything malformed."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from face3d import assets
+from base import assets
 from face3d.blendshapes import BLENDSHAPE_NAMES
 from face3d.camera import DEGENERATE_RELATIVE_RMS, MIN_SPREAD
 from face3d.errors import Face3dError

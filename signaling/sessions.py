@@ -25,8 +25,7 @@ import numpy.typing as npt
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
 
-from face3d import wire
-from face3d.errors import WireError
+import wire
 from face3d.retarget import SourcePoseTracker
 from inference.protocol import DriveFrame, RenderRequest, RenderResult
 from signaling.config import GatewayConfig
@@ -34,10 +33,11 @@ from signaling.errors import GatewayError, RendererUnavailableError
 from signaling.metrics import DROP_REASONS, GatewayMetrics
 from signaling.renderer import Renderer
 from signaling.tracks import AvatarTrack
+from wire import WireError
 
 log = logging.getLogger(__name__)
 
-_SEQ = struct.Struct(">I")  # the u32 sequence number at byte 2 of both wire forms (face3d/wire.py's header)
+_SEQ = struct.Struct(">I")  # the u32 sequence number at byte 2 of both wire forms (wire/codec.py's header)
 _SEQ_OFFSET = 2
 _HALF_SEQ_RANGE = 2**31
 

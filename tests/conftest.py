@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from face3d import assets
+from base import assets
 
 # Ray waits 30 s for a new GCS to write its port file. With the previous module's Ray still exiting on a
 # loaded 2-core machine that ran out (once in ~500 tests); the wait ends as soon as the GCS is up, so a

@@ -18,8 +18,14 @@ def imported_after(statement: str) -> set[str]:
     return set(result.stdout.split())
 
 
+def test_the_base_needs_nothing_beyond_the_standard_library_and_platformdirs() -> None:
+    modules = imported_after("import base, base.assets, base.cache, base.errors, base.files, base.targets")
+    heavy = {"numpy", "scipy", "torch", "cv2", "mediapipe", "av", "ray", "aiortc", "pydantic"}
+    assert not modules & {*heavy, "face3d", "edge", "inference", "signaling", "training", "headcast", "configs"}
+
+
 def test_face3d_needs_nothing_heavier_than_scipy() -> None:
-    modules = imported_after("import face3d, face3d.assets, face3d.topology, face3d.coefficients, face3d.pose")
+    modules = imported_after("import face3d, face3d.topology, face3d.coefficients, face3d.pose, wire")
     assert not modules & {"torch", "cv2", "mediapipe", "av", "ray", "aiortc", "dlib", "pydantic", "edge"}
 
 

@@ -13,7 +13,6 @@ error naming it, renames it to `<name>.corrupt` and falls back to the previous g
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
 import zipfile
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from base.errors import HeadcastError
+from base.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ _UNREADABLE = (
 )  # fmt: skip
 
 
-class TrainingError(Exception):
+class TrainingError(HeadcastError):
     """Training cannot go on (bad checkpoint, bad configuration, a failed worker); the message says what to do."""
 
 
@@ -73,16 +75,8 @@ def save_checkpoint(state: dict[str, Any], folder: Path, keep: int) -> Path:
         raise TrainingError(f"keep_checkpoints must be ≥ 1, got {keep}")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / checkpoint_name(int(state["step"]))
-    partial = folder / f".{target.name}.partial-{os.getpid()}"
-    try:
-        with partial.open("wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            # fsync before the rename: otherwise a power cut can leave the new name on an empty file.
-            os.fsync(stream.fileno())
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_path(target) as partial, partial.open("wb") as stream:
+        torch.save(state, stream)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return target

@@ -7,7 +7,6 @@ D_D and the losses need. The synthetic corpus produces clips directly.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,12 +17,15 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
+from base.errors import HeadcastError
+from base.files import atomic_path
+
 CLIP_FORMAT_VERSION = 2
 # Version 1 clips had no meshes: they still load, and train only generators without warp references.
 READABLE_FORMATS = (1, 2)
 
 
-class ClipError(Exception):
+class ClipError(HeadcastError):
     """A clip or shard is unusable; the message says which and why."""
 
 
@@ -80,26 +82,20 @@ class Clip:
 def save_clip(clip: Clip, path: str | Path) -> Path:
     """Write `clip` to `path` (.npz) atomically: a reader sees the old shard or the whole new one."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     meshes = {} if clip.vertices_px is None else {"vertices_px": clip.vertices_px.astype(np.float32)}
-    try:
-        with partial.open("wb") as stream:
-            np.savez(
-                stream,
-                allow_pickle=False,
-                format_version=np.array(CLIP_FORMAT_VERSION),
-                identity=np.array(clip.identity),
-                source=np.array(clip.source),
-                frames=clip.frames,
-                masks=clip.masks,
-                nmfc=clip.nmfc,
-                mouth_boxes=clip.mouth_boxes,
-                **meshes,
-            )
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_path(target) as partial, partial.open("wb") as stream:
+        np.savez(
+            stream,
+            allow_pickle=False,
+            format_version=np.array(CLIP_FORMAT_VERSION),
+            identity=np.array(clip.identity),
+            source=np.array(clip.source),
+            frames=clip.frames,
+            masks=clip.masks,
+            nmfc=clip.nmfc,
+            mouth_boxes=clip.mouth_boxes,
+            **meshes,
+        )
     return target
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from base.errors import HeadcastError
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
 
 # Letters, digits, dot, dash, underscore; starting with a letter or digit, so never "", ".", ".."
@@ -30,7 +32,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _KEY_SEPARATOR = "__"
 
 
-class CorpusError(Exception):
+class CorpusError(HeadcastError):
     """A corpus or its preprocessed output cannot be used; the message says what to do about it."""
 
 

@@ -37,6 +37,8 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 import configs
+from base.files import sha256_of, write_json_atomic
+from base.targets import TargetIdError, validate_target_id
 from edge.capture import VideoFile
 from edge.errors import TrackingError
 from edge.pipeline import track_video
@@ -45,7 +47,7 @@ from edge.tracks import Tracks
 from face3d.errors import FitError
 from face3d.fit import fit_person
 from face3d.person import PersonModel
-from inference.registry import Consent, RegistryError, TargetBundle, TargetMetadata, TargetRegistry, validate_target_id
+from inference.registry import Consent, RegistryError, TargetBundle, TargetMetadata, TargetRegistry
 from training.clips import Clip, ClipError, load_clip
 from training.corpus import CorpusVideo
 from training.finetune import (
@@ -58,7 +60,7 @@ from training.finetune import (
     stage_one_start,
 )
 from training.geometry import fitted_frames, load_fit_config
-from training.preprocess import PreprocessConfig, config_record, consecutive_runs, sha256_of, write_runs
+from training.preprocess import PreprocessConfig, config_record, consecutive_runs, write_runs
 
 __all__ = [
     "EnrollConfig",
@@ -368,7 +370,7 @@ def _validated_name(name: str) -> str:
     """Return `name` when it is a valid target id; EnrollError saying which names are valid otherwise."""
     try:
         return validate_target_id(name)
-    except RegistryError as error:
+    except TargetIdError as error:
         raise EnrollError(str(error)) from None
 
 
@@ -593,10 +595,8 @@ def _preprocess(
         "notes": notes,
         "crop": crop,
     }
-    partial = work / f".{RECORDING_FILE}.partial"
-    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     # Written last: a rerun trusts the shards only once this file names them.
-    partial.replace(work / RECORDING_FILE)
+    write_json_atomic(work / RECORDING_FILE, record)
     return _Preprocessed(clips, result.model, check, recorded_at, tuple(notes), crop)
 
 

@@ -12,12 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.errors import TrackingError
-from face3d import assets
-from face3d.errors import Face3dError
-from inference.registry import RegistryError
-from training.checkpoint import TrainingError
-from training.enroll import EnrollError, enroll, load_enroll_config
+from base import assets
+from base.errors import HeadcastError
+from training.enroll import enroll, load_enroll_config
 from training.finetune import FinetuneProgress
 from training.jobs import report_progress
 
@@ -44,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
         config = load_enroll_config(args.profile, None, **overrides)
         report_progress(0, 1, "fetching models")
-        assets.ensure_for("enroll")  # face3d.assets.COMMAND_ASSETS: the same list as `headcast enroll`
+        assets.ensure_for("enroll")  # base.assets.COMMAND_ASSETS: the same list as `headcast enroll`
         report_progress(0, 1, "tracking, checking and fitting the recording")
         result = enroll(args.video, args.name, args.registry, args.owner, args.subject, args.base, config,
                         args.work_dir, person=args.person, progress=progress)  # fmt: skip
-    except (EnrollError, TrainingError, RegistryError, TrackingError, Face3dError) as error:
+    except HeadcastError as error:
         print(f"enrolment refused: {error}", flush=True)
         return 1
     for line in (*result.notes, *result.warnings):

@@ -10,7 +10,7 @@ ones:
 - identity Fréchet distance: the Fréchet distance between Gaussians fitted to real and to
   generated frames in the 128-d feature space of dlib's face-identity ResNet. The paper used
   ArcFace, which is not available offline; dlib's network is the identity network this project
-  ships (`face3d.assets` "face_descriptor"). Each frame is described on its whole square crop
+  ships (`base.assets` "face_descriptor"). Each frame is described on its whole square crop
   (dlib's 5-point aligner run on the crop's rectangle). With fewer frames than 128 dimensions
   the covariances are singular, so both get the same small ridge (RIDGE · I) before the matrix
   square root; identical feature sets then give exactly 0;
@@ -55,6 +55,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from base.errors import HeadcastError
+from base.files import write_atomic
 from inference.networks import Generator
 from inference.warp import ReferenceFrames, prior_blend
 from training.clips import Clip
@@ -112,7 +114,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (  # field, heading, format
 )
 
 
-class EvaluationError(Exception):
+class EvaluationError(HeadcastError):
     """An evaluation cannot run (too few held-out frames, no identity network); the message says what to do."""
 
 
@@ -361,8 +363,8 @@ def evaluate(
         face_detected_fraction=float(np.mean(detected)),
         contact_sheet=CONTACT_SHEET,
     )
-    _write_text(out / REPORT_JSON, json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
-    _write_text(out / REPORT_MARKDOWN, report.markdown())
+    write_atomic(out / REPORT_JSON, json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / REPORT_MARKDOWN, report.markdown())
     return report
 
 
@@ -444,9 +446,9 @@ def run_ablations(
         results[name] = evaluate(tuned.generator, held_clips, variant_dir, None, notes=notes, features=features,
                                  references=tuned.references)  # fmt: skip
     table = ablation_table(results)
-    _write_text(out / "ablations.md", "# Ablations (METHOD.md §4)\n\n" + table)
+    write_atomic(out / "ablations.md", "# Ablations (METHOD.md §4)\n\n" + table)
     summary = {name: report.as_dict() for name, report in results.items()}
-    _write_text(out / "ablations.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "ablations.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return results
 
 
@@ -463,10 +465,3 @@ def _fresh_warp_generator(base: Path) -> Generator | None:
     generator = Generator(generator_config)
     generator.convert_adain_to_instance_norm(torch.zeros(generator_config.identity_dim))
     return generator.eval()
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (temporary name, then rename)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)

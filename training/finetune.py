@@ -40,6 +40,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import configs
+from base.errors import HeadcastError
+from base.files import write_json_atomic
 from face3d.warp import warp_topology
 from inference.networks import Generator, ModelConfig, mean_identity
 from inference.warp import ReferenceFrames, warp_sequence
@@ -84,7 +86,7 @@ FinetuneProgress = PretrainProgress
 HELDOUT_FILE = "heldout.json"
 
 
-class EnrollError(Exception):
+class EnrollError(HeadcastError):
     """A target cannot be enrolled (bad recording, name, base or training run); the message says what to do."""
 
 
@@ -474,7 +476,7 @@ def finetune(
     metrics: dict[str, float] = {}
     if step >= step_config.steps:
         metrics = held_out_metrics(generator, held, references)
-        _write_json(run_dir / HELDOUT_FILE, {"step": step, "holdout_frames": holdout, **metrics})
+        write_json_atomic(run_dir / HELDOUT_FILE, {"step": step, "holdout_frames": holdout, **metrics})
     return FinetuneResult(
         run_dir=run_dir,
         checkpoint=final.path,
@@ -557,10 +559,3 @@ def _train(
             pace = sum(recent) / len(recent)
             progress(FinetuneProgress(done, step_config.steps, pace, pace * (step_config.steps - done), result.losses))
     return max(start, end)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as JSON atomically (temporary name, then rename)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)

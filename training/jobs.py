@@ -57,7 +57,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
+from base.cache import cache_dir
+from base.errors import HeadcastError
+from base.files import write_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from ray.job_submission import JobDetails, JobSubmissionClient
@@ -78,7 +80,7 @@ _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class JobError(RuntimeError):
+class JobError(HeadcastError, RuntimeError):
     """A job or the cluster it runs on could not be reached, started, or asked; the message says what to do."""
 
 
@@ -144,17 +146,7 @@ def estimate_eta_s(started_at: float, step: int, total: int, now: float | None =
 
 def write_progress(path: str | Path, progress: JobProgress) -> None:
     """Write `progress` to `path` atomically (a temporary file in the same folder, then a rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the rename stays on one filesystem and is atomic: a reader sees old or new.
-    handle, temporary = tempfile.mkstemp(prefix=".progress-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(progress.to_json())
-        Path(temporary).replace(target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, progress.to_json())
 
 
 def read_progress(path: str | Path) -> JobProgress | None:
@@ -252,12 +244,6 @@ def _auth_headers(token: str | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def headcast_cache_dir() -> Path:
-    """Return headcast's cache folder (`$HEADCAST_CACHE_DIR`, else the user cache directory)."""
-    override = os.environ.get("HEADCAST_CACHE_DIR")
-    return Path(override) if override else platformdirs.user_cache_path("headcast")
-
-
 @dataclass(frozen=True)
 class HeadInfo:
     """A local Ray head started by headcast, as remembered in its state file.
@@ -312,7 +298,7 @@ class LocalCluster:
     def __init__(
         self, state_dir: Path | None = None, num_cpus: int = 1, object_store_bytes: int | None = 200 * 1024**2
     ) -> None:
-        self.state_dir = headcast_cache_dir() if state_dir is None else state_dir
+        self.state_dir = cache_dir() if state_dir is None else state_dir
         self.num_cpus = num_cpus
         self.object_store_bytes = object_store_bytes
 
@@ -421,9 +407,7 @@ class LocalCluster:
         return head
 
     def _write_state(self, head: HeadInfo) -> None:
-        temporary = self.state_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(head), indent=2), encoding="utf-8")
-        temporary.replace(self.state_path)
+        write_json_atomic(self.state_path, asdict(head))
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Return True after stopping the head headcast started, False when none was running."""
@@ -580,7 +564,7 @@ def _slug(name: str) -> str:
 
 def progress_path_for(submission_id: str) -> Path:
     """Return where the job with this submission id is told to write its progress."""
-    return headcast_cache_dir() / "jobs" / submission_id / "progress.json"
+    return cache_dir() / "jobs" / submission_id / "progress.json"
 
 
 def submit_job(

@@ -6,7 +6,7 @@ Every function takes uint8 RGB frames (N, S, S, 3), as clips hold them, and retu
   (mask ≥ 128) or the whole crop. It falls as a frame gets blurrier; `sharpness_ratio` divides a
   generated frame's by its real frame's (both over the real frame's mask), so 1 is as sharp as the
   recording and an over-smoothed generator scores below 1;
-- identity: dlib's 128-d face-identity descriptors (the ResNet of `face3d.assets` "face_descriptor",
+- identity: dlib's 128-d face-identity descriptors (the ResNet of `base.assets` "face_descriptor",
   aligned by its 5-point shape predictor "face_aligner"). Faces are aligned inside the box of dlib's
   HOG face detector (upsampled once, so that the ~70 px face of a 128² crop is found) or, when no
   face is detected or detection is off, inside the whole crop. Distances are Euclidean; dlib's
@@ -17,8 +17,6 @@ Every function takes uint8 RGB frames (N, S, S, 3), as clips hold them, and retu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from face3d import assets
+from base import assets
+from base.errors import HeadcastError
+from base.files import write_atomic
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's operating point: descriptors of one person lie within this Euclidean distance (99.38 % on LFW)."""
@@ -40,7 +40,7 @@ HEADER_PX = 24
 """Height of a contact sheet's title strip."""
 
 
-class MetricsError(Exception):
+class MetricsError(HeadcastError):
     """A measure cannot be computed (wrong shapes, no identity network); the message says what to do."""
 
 
@@ -254,13 +254,4 @@ def write_png(path: str | Path, image: npt.NDArray[np.uint8]) -> Path:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     if not ok:
         raise MetricsError(f"OpenCV could not encode a {picture.shape} image as PNG")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target so os.replace is a rename on one file system: readers never see half a PNG.
-    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(encoded.tobytes())
-        Path(partial).replace(target)
-    finally:
-        Path(partial).unlink(missing_ok=True)
-    return target
+    return write_atomic(target, encoded.tobytes())  # readers never see half a PNG

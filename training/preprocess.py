@@ -21,10 +21,8 @@ video whose source (sha256) and configuration are unchanged and whose shards are
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +34,7 @@ import numpy.typing as npt
 from pydantic import Field, ValidationError
 
 import configs
+from base.files import sha256_of, write_json_atomic
 from edge.capture import VideoFile
 from edge.errors import TrackingError
 from edge.pipeline import track_video
@@ -232,15 +231,6 @@ def consecutive_runs(frames: Sequence[TrackedFrame]) -> list[list[TrackedFrame]]
 # --- one video -----------------------------------------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def config_record(config: PreprocessConfig, fit: FitConfig) -> dict[str, Any]:
     """Return the JSON-ready record of everything that decides a video's shards (compared on resume)."""
     record = {
@@ -416,15 +406,6 @@ def write_runs(
 # --- the manifest --------------------------------------------------------------------------------------------------
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _read_manifest(out: Path) -> dict[str, Any]:
     """Return the manifest in `out`; raises CorpusError when it is missing or damaged."""
     path = out / MANIFEST_FILE
@@ -574,7 +555,7 @@ def preprocess_corpus(
                 # After every video, unless many finish within a second (resuming a large corpus):
                 # rewriting the whole manifest for each would then cost more than the videos.
                 if time.monotonic() - written >= MANIFEST_INTERVAL_S:
-                    _write_json_atomic(out / MANIFEST_FILE, _manifest(corpus, reports, config))
+                    write_json_atomic(out / MANIFEST_FILE, _manifest(corpus, reports, config))
                     written = time.monotonic()
                 if report.status != "done":
                     logger.info("no clips from %s: %s", video.relative, report.reason)
@@ -583,7 +564,7 @@ def preprocess_corpus(
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        _write_json_atomic(out / MANIFEST_FILE, _manifest(corpus, reports, config))
+        write_json_atomic(out / MANIFEST_FILE, _manifest(corpus, reports, config))
         if started_ray:
             ray.shutdown()
     ordered = tuple(reports[f"{v.identity}/{v.key}"] for v in corpus)

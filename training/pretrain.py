@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from base.files import write_atomic, write_json_atomic
 from inference.networks import Generator, IdentityEmbedder, ModelConfig
 from training.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
@@ -340,15 +341,13 @@ def prepare_run_dir(config: PretrainConfig, run_dir: Path, resume: bool) -> Resu
                 f"{run_dir} was trained with a different configuration ({', '.join(changed)} changed): "
                 "resume with the run's config.json, or start a new run folder"
             )
-    config_path.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(config_path, config.model_dump(mode="json"))
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         # Steps after the checkpoint are redone by the resumed run: drop their old lines.
         lines = metrics.read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if line.strip() and _line_step(line) <= point.step]
-        rewritten = metrics.with_name(".metrics.jsonl.partial")
-        rewritten.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        rewritten.replace(metrics)
+        write_atomic(metrics, "".join(line + "\n" for line in kept))
     return point
 
 

@@ -50,6 +50,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 import configs
+from base.errors import HeadcastError
 from edge.tracking import TrackedFrame
 from face3d import BLENDSHAPE_INDEX
 from face3d.pose import yaw_pitch_roll_deg
@@ -70,7 +71,7 @@ _ADVICE = {
 }
 
 
-class ReferenceError(Exception):  # the enrolment's name for it; it shadows the builtin (weakref) here only
+class ReferenceError(HeadcastError):  # the enrolment's name for it; it shadows the builtin (weakref) here only
     """The recording lacks a kind of reference frame; the message names every missing kind and what to do."""
 
 

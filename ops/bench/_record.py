@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import shlex
@@ -11,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from base.files import write_json_atomic
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -71,7 +72,7 @@ def record(name: str, results: dict[str, Any], summary: str, quick: bool) -> Pat
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}{'-quick' if quick else ''}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(path, payload)
     if not quick:
         if not TABLE.exists():
             TABLE.write_text(

@@ -3,7 +3,7 @@
     python ops/bench/bandwidth.py           # full: the whole sample clip, writes results + a RESULTS.md row
     python ops/bench/bandwidth.py --quick   # smoke: the woman's first 30 frames, JSON only
 
-Coefficients: plain and compact wire forms (face3d.wire, key frame every DEFAULT_KEY_INTERVAL frames)
+Coefficients: plain and compact wire forms (wire, key frame every DEFAULT_KEY_INTERVAL frames)
 of every face frame of the sample clip, and of the woman's frames alone (person 0), as the edge
 sends them: face3d's online path (Procrustes pose, One-Euro smoothing), restarted at every cut.
 
@@ -25,9 +25,10 @@ import numpy as np
 import numpy.typing as npt
 from _record import record
 
+import wire
+from base import assets
 from edge import TrackedFrame, Tracks, VideoFile, track_video
 from edge.coefficients import coefficient_stream
-from face3d import assets, wire
 from face3d.coefficients import Coefficients
 
 FPS = 30

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from _record import RESULTS_DIR, record
 
+from base import assets
 from edge.capture import VideoFile
 from edge.pipeline import track_video
-from face3d import assets
 from face3d.retarget import SourcePoseTracker
 from headcast.demo import PANEL_PX, SideBySide, avatar_identity, retimed, write_contact_sheet
 from inference.avatar import AvatarTarget

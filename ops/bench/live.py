@@ -56,7 +56,7 @@ def bench_registry() -> str:
     """Return the registry of the demo's enrolled woman (target "woman"), enrolling her first when the
     demo has not (headcast.demo.ensure_demo_target: minutes, once): the served avatar as users get it,
     her reference frames warped and refined."""
-    from face3d import assets
+    from base import assets
     from headcast.demo import demo_cache, ensure_demo_target
 
     registry, _ = ensure_demo_target(assets.resolve("sample_clip"), demo_cache(), print)

@@ -16,10 +16,10 @@ import time
 import numpy as np
 from _record import record
 
+from base import assets
 from edge import FaceTracker, VideoFile
 from edge.identity import FaceDescriptor
 from edge.segmentation import ForegroundSegmenter
-from face3d import assets
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 from aiohttp import web
 
-from face3d import assets
+from base import assets
 from signaling.config import GatewayConfig
 from signaling.pages import WEB_DIR, add_page_routes
 

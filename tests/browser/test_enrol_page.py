@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from face3d import assets
+from base import assets
 from headcast.enrolment import JobEnroller
 from signaling.auth import mint_token
 from signaling.config import EnrolmentConfig, GatewayConfig

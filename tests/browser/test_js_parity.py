@@ -1,4 +1,4 @@
-"""The browser computes and encodes exactly what the Python edge does: web/src/wire.js against face3d.wire on
+"""The browser computes and encodes exactly what the Python edge does: web/src/wire.js against wire on
 the golden fixtures and on a seeded stream, and web/src/coefficients.js against face3d.online on the sample
 clip's recorded landmarks. The modules run in Chromium, imported by the page from the gateway's /static/.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from face3d import wire
+import wire
 from face3d.blendshapes import NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 from face3d.errors import FitError

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from face3d import wire
+import wire
 from face3d.blendshapes import BLENDSHAPE_INDEX
 from inference.protocol import RenderRequest, RenderResult
 from inference.serve_config import ServingConfig

@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import wire
 from edge.client import CoefficientUplink, Pacer, RecordingSink, SenderClient, ViewerClient, token_room
 from edge.config import ClientConfig
 from edge.errors import EdgeError
 from edge.stats import RateMeter, RoundTrips, SenderMetrics, percentile
-from face3d import wire
 from face3d.blendshapes import NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 
@@ -608,7 +608,7 @@ async def run_edge_cli(
 ) -> tuple[int, str]:
     """Return (exit code, output) of `headcast edge` on the sample clip, run as a child process; with
     `interrupt_when`, Ctrl-C (SIGINT) is sent to it once that holds."""
-    from face3d import assets
+    from base import assets
 
     clip = str(assets.resolve("sample_clip"))
     command = [sys.executable, "-m", "headcast", "edge", "--source", clip, "--server", url,

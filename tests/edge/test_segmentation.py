@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from skimage import data
 
+from base import assets
 from edge import TrackingError
 from edge.segmentation import ForegroundSegmenter
-from face3d import assets
 
 
 def test_person_is_foreground_and_the_background_is_not() -> None:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from skimage import data
 
+from base import assets
 from edge import FaceTracker, TrackingError, Tracks, load_tracks, save_tracks, track_video
 from edge.tracks import SUMMARY_FILE, TRACKS_FILE
-from face3d import assets, load_canonical_mesh
+from face3d import load_canonical_mesh
 from face3d.pose import project_points, yaw_pitch_roll_deg
 
 WriteVideo = Callable[[str, list[np.ndarray]], Path]

@@ -7,7 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from face3d import NUM_TRIANGLES, NUM_VERTICES, CanonicalMesh, TopologyError, assets, load_canonical_mesh
+from base import assets
+from face3d import NUM_TRIANGLES, NUM_VERTICES, CanonicalMesh, TopologyError, load_canonical_mesh
 from face3d.topology import parse_geometry_metadata
 
 

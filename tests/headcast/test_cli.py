@@ -15,7 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from face3d import assets
+from base import assets
+from base.cache import CACHE_ENV, cache_dir
 
 
 def headcast(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -71,7 +72,7 @@ def test_help_texts_are_paragraphs_wrapped_to_the_terminal(width: int) -> None:
 
 
 def test_every_command_says_which_assets_it_uses() -> None:
-    """Each command fetches its assets before it starts (face3d.assets.COMMAND_ASSETS): a new command needs a list."""
+    """Each command fetches its assets before it starts (base.assets.COMMAND_ASSETS): a new command needs a list."""
     paths = command_paths()
     for words in (w for w in paths if not any(other[: len(w)] == w and other != w for other in paths)):
         name = " ".join(words)
@@ -120,7 +121,7 @@ def test_the_libraries_logs_go_to_the_log_file_and_verbose_shows_them(
     (cache / "assets").mkdir(parents=True)
     for name in assets.for_command("track"):  # the cache is this test's own: its log folder too
         (cache / "assets" / assets.ASSETS[name].filename).symlink_to(assets.ensure(name))
-    monkeypatch.setenv(assets.CACHE_ENV, str(cache))
+    monkeypatch.setenv(CACHE_ENV, str(cache))
     args = ["track", str(clip), "--out", str(tmp_path / "out"), "--no-identities", "--no-video"]
     result = headcast(*args, *(["--verbose"] if verbose else []))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -143,7 +144,7 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     """`headcast demo`: tracking, the woman enrolled once, then local Ray + Serve + the gateway + the edge."""
     out = tmp_path / "demo"
     # A 20-step base keeps the first enrolment short; its cache is cleared so this run enrols.
-    shutil.rmtree(assets.cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
+    shutil.rmtree(cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
     result = headcast("demo", "--out", str(out), "--base-steps", "20", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     # A quiet console: Ray's banner and its shutdown chatter, MediaPipe's native lines, go to the log file.

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from base import assets
 from edge.annotate import VideoWriter
 from edge.capture import VideoFile
-from face3d import assets
 from inference.registry import TargetRegistry, target_generator
 from training.clips import synthetic_corpus
 from training.pretrain import pretrain

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from face3d import PersonModel, assets, load_canonical_mesh
+from base import assets
+from base.targets import TargetIdError, validate_target_id
+from face3d import PersonModel, load_canonical_mesh
 from inference.registry import (
     MANIFEST,
     REFERENCES_FILE,
@@ -20,7 +22,6 @@ from inference.registry import (
     TargetBundle,
     TargetMetadata,
     TargetRegistry,
-    validate_target_id,
 )
 from inference.warp import ReferenceFrames
 
@@ -120,7 +121,7 @@ def test_an_uncommitted_version_is_invisible(person: PersonModel, tmp_path: Path
 
 @pytest.mark.parametrize("bad", ["", "../etc", "Alice", "a/b", "a" * 65, "-x", "x y", ".hidden", "é"])
 def test_ids_are_validated(bad: str, person: PersonModel, tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="not a valid target id"):
+    with pytest.raises(TargetIdError, match="not a valid target id"):
         validate_target_id(bad)
     registry = TargetRegistry(str(tmp_path))
     with pytest.raises(RegistryError):

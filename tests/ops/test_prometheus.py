@@ -27,7 +27,7 @@ import pytest
 import yaml
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from face3d import wire
+import wire
 from face3d.blendshapes import NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 from inference.serve_config import ServingConfig

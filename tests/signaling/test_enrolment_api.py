@@ -23,7 +23,7 @@ from multidict import CIMultiDictProxy
 from headcast.enrolment import JobEnroller
 from signaling.auth import mint_token
 from signaling.config import EnrolmentConfig, GatewayConfig, LimitsConfig
-from signaling.enrolment import ENROLMENTS_KEY, TARGET_ID, Enrolments
+from signaling.enrolment import ENROLMENTS_KEY, Enrolments
 from signaling.gateway import RunningGateway, start_gateway
 from signaling.renderer import ServeRenderer
 
@@ -118,12 +118,6 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what
     while not await condition():
         assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
         await asyncio.sleep(0.05)
-
-
-def test_the_gateways_target_id_rule_is_the_registrys() -> None:
-    from inference.registry import TARGET_ID as REGISTRY_RULE
-
-    assert TARGET_ID.pattern == REGISTRY_RULE.pattern
 
 
 def test_refusals_answer_their_status_and_code(enrolment_jobs: str, tmp_path: Path) -> None:

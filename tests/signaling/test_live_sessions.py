@@ -22,7 +22,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from face3d import wire
+import wire
 from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 from inference.serve_config import ServingConfig

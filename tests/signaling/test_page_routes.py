@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from face3d import assets
+from base import assets
 from face3d.blendshapes import BLENDSHAPE_NAMES
 from face3d.online import OnlineConfig
 from face3d.topology import load_canonical_mesh

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from face3d import wire
+import wire
 from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 from signaling.config import GatewayConfig, LimitsConfig

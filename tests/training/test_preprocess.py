@@ -118,9 +118,9 @@ def local_ray() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def corpus_dir(sample_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from base import assets
     from edge.annotate import VideoWriter
     from edge.capture import VideoFile
-    from face3d import assets
 
     for name in ("face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation"):
         assets.ensure(name)

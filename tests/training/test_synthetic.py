@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face3d import BLENDSHAPE_INDEX, CanonicalMesh, assets, load_canonical_mesh
+from base import assets
+from face3d import BLENDSHAPE_INDEX, CanonicalMesh, load_canonical_mesh
 from training.synthetic import EXPRESSIVE, contact_sheet, expressive_basis, paint_texture, synthetic_clip
 
 

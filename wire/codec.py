@@ -58,9 +58,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from base.errors import HeadcastError
 from face3d.blendshapes import NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
-from face3d.errors import Face3dError, WireError
+from face3d.errors import Face3dError
+
+
+class WireError(HeadcastError):
+    """A coefficient packet could not be decoded (corrupt, from another wire version, or its reference was lost)."""
+
 
 WIRE_VERSION = 1
 KIND_PLAIN = 0

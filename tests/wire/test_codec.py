@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from face3d import wire
+import wire
 from face3d.blendshapes import NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
-from face3d.errors import WireError
+from wire import WireError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wire"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 # Float32 storage adds at most half an ulp of the largest magnitude involved (1 for blendshapes,
 # 4 image widths for translation, π for rotation) to each quantisation bound.

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from face3d import AssetError, assets
+from base import assets
+from base.assets import AssetError
+from base.cache import CACHE_ENV
 
 
 @pytest.fixture
 def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     for asset in assets.ASSETS.values():
         monkeypatch.delenv(asset.env_var, raising=False)
     return tmp_path / "cache" / "assets"
