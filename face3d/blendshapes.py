@@ -1,7 +1,7 @@
 """MediaPipe's 52 ARKit-named blendshapes, in the order FaceLandmarker reports them.
 
 "Left" is the subject's left (canonical +x, image right); a mirrored selfie feed flips it.
-`_neutral` is always 0 and several others barely move on real footage (see MEDIAPIPE-NOTES).
+`_neutral` is always 0 and several others barely move on real footage (see docs/notes.md).
 """
 
 BLENDSHAPE_NAMES: tuple[str, ...] = (

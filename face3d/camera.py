@@ -6,7 +6,7 @@ centre at the origin, x right, y up, z toward the camera:
 
     X = x − 0.5,   Y = (0.5 − y) · H / W,   Z = −z
 
-which is MEDIAPIPE-NOTES' (x·W, −y·H, −z·W) divided by W and centred; flipping y and z is a
+which is docs/notes.md's pixel conversion (x·W, −y·H, −z·W) divided by W and centred; flipping y and z is a
 rotation about x, not a mirror. A camera maps canonical centimetres to width units,
 `ℓ = s · R · X_cm + τ` (τ's depth is a nuisance: MediaPipe's z has an arbitrary origin), so
 `s` is image widths per centimetre and (τ_x, −τ_y) is the `Coefficients` translation (y down).

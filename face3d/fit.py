@@ -70,7 +70,7 @@ class FitConfig:
 
     Defaults measured on the sample clip: the woman's first 114 face frames fitted, her last 29 held
     out (mean per-vertex error in cm; `rigid` = N alone 0.264). Read as MAP weights each is
-    σ_land² / σ_x², σ_land ≈ 0.08 cm being the landmarks' frame-to-frame jitter (MEDIAPIPE-NOTES).
+    σ_land² / σ_x², σ_land ≈ 0.08 cm being the landmarks' frame-to-frame jitter (docs/notes.md).
 
     c_exp = 0.1 — B toward B₀ per vertex coordinate, a tenth of a frame's worth (σ_B ≈ 0.25 cm, a
         blendshape's displacement). Held-out error with the tracker's scores / refitted weights:

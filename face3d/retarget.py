@@ -1,4 +1,4 @@
-"""Retargeting: a source's coefficients drive a target's `PersonModel` (DESIGN.md "Face model").
+"""Retargeting: a source's coefficients drive a target's `PersonModel` (docs/method.md §3.2, "Retargeting").
 
 Expression: target mesh = N_target + B_target · w_source. Pose: the source's rotation as is; its
 translation and scale taken *relative to the source's own running mean*, mapped onto the target's

@@ -3,7 +3,7 @@
 One `AvatarTrack` per room; the sender's self-view and every viewer receive it through
 `aiortc.contrib.media.MediaRelay` (unbuffered), so one render feeds every peer. Frames are never
 queued: VP8 software encoding is CPU-heavy and a queue in front of a slow encoder only adds delay
-(STACK-NOTES, aiortc issues #80/#104/#744). A late `recv()` skips the ticks it missed instead of
+(docs/notes.md, aiortc issues #80/#104/#744). A late `recv()` skips the ticks it missed instead of
 bursting to catch up.
 
 Frames leave `recv()` already in yuv420p, the encoders' format: the relay hands one `av.VideoFrame`

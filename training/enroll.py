@@ -1,7 +1,7 @@
 """Enrolling a new target: recording → checks → person model, NMFC and masks → fine-tuning → registry bundle.
 
 `enroll(video, name, registry_root, owner, consent_subject, base, config, work_dir)` runs the whole
-pipeline of DESIGN.md's enrolment line in this process (a Ray job wraps it elsewhere):
+pipeline of the enrolment line of docs/design.md's flow in this process (a Ray job wraps it elsewhere):
 
 1. the name is validated and the recording hashed (sha256: the consent record names exactly
    which recording the subject agreed to);

@@ -1,4 +1,4 @@
-"""The paper's self-reenactment evaluation (METHOD.md §4) and its ablation table.
+"""The paper's self-reenactment evaluation (docs/method.md §4) and its ablation table.
 
 `evaluate(generator, clips, out_dir)` renders a target's held-out frames sequentially from their
 NMFC alone (the generated frames are fed back, as when serving) and compares them with the real
@@ -446,7 +446,7 @@ def run_ablations(
         results[name] = evaluate(tuned.generator, held_clips, variant_dir, None, notes=notes, features=features,
                                  references=tuned.references)  # fmt: skip
     table = ablation_table(results)
-    write_atomic(out / "ablations.md", "# Ablations (METHOD.md §4)\n\n" + table)
+    write_atomic(out / "ablations.md", "# Ablations (docs/method.md §4)\n\n" + table)
     summary = {name: report.as_dict() for name, report in results.items()}
     write_atomic(out / "ablations.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return results

@@ -1,4 +1,4 @@
-"""Stage-2 few-shot fine-tuning on one new target (METHOD.md §3.4), evaluated on held-out frames (§4).
+"""Stage-2 few-shot fine-tuning on one new target (docs/method.md §3.4), evaluated on held-out frames (§4).
 
 `finetune(clips, base, config, out_dir)` starts from a stage-1 checkpoint (or, for the paper's
 ablation "without stage-1 initialisation", from random weights), and:

@@ -1,4 +1,4 @@
-"""Stage-1 multi-person pretraining (METHOD.md §3.3) on Ray Train, with resumable run folders.
+"""Stage-1 multi-person pretraining (docs/method.md §3.3) on Ray Train, with resumable run folders.
 
 `pretrain(config, clips, out_dir)` trains G, E, D_I, D_M and D_D with `ray.train.torch.TorchTrainer`
 (CPU workers locally, DDP over workers or GPUs in a cluster; `backend="local"` runs the same loop in

@@ -1,4 +1,4 @@
-"""Stage-1 training (METHOD.md §3.3) as pure pieces: the configuration, the networks, one batch, one step.
+"""Stage-1 training (docs/method.md §3.3) as pure pieces: the configuration, the networks, one batch, one step.
 
 Everything here is independent of Ray, so a step can be tested on its own; `training.pretrain`
 runs these pieces on Ray Train workers. The stage-1 configuration lives here because the step is

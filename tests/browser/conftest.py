@@ -27,7 +27,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
-# STACK-NOTES "MediaPipe in headless Chromium": the fake camera, SwiftShader for MediaPipe's WebGL input,
+# docs/notes.md "MediaPipe in headless Chromium": the fake camera, SwiftShader for MediaPipe's WebGL input,
 # and no attempts to reach hosts this machine cannot reach. Background tabs keep their timers and media.
 CHROMIUM_ARGS = (
     "--no-sandbox",

@@ -18,7 +18,7 @@ from face3d.pose import project_points, yaw_pitch_roll_deg
 
 WriteVideo = Callable[[str, list[np.ndarray]], Path]
 
-# The clip's hard cuts and who is in each shot, from MEDIAPIPE-NOTES (measured by hand).
+# The clip's hard cuts and who is in each shot, measured by hand (docs/notes.md, "The sample clip").
 CUTS = [1, 98, 154, 200]
 WOMAN_SHOTS, MAN_SHOTS = {1, 3}, {2, 4}
 
@@ -54,7 +54,7 @@ def test_pose_matrix_projects_the_canonical_mesh_onto_the_landmarks(sample_track
             continue
         projected = project_points(frame.matrix, mesh.vertices, *frame.image_size)
         errors.append(np.median(np.linalg.norm(projected - frame.landmarks_px()[:468], axis=1)))
-    # The notes measured a 6 px median; faces span ~150-250 px here.
+    # docs/notes.md: a 6 px median was measured; faces span ~150-250 px here.
     assert np.median(errors) < 10.0
 
 

@@ -98,7 +98,7 @@ def test_relative_camera_motion_is_recovered(sequence: SyntheticSequence, fitted
     # (the test above), which bounds relative scale by √2·ε/r (face RMS radius r ≈ 4.6 cm; relative
     # motion against frame 0 cancels the gauge and doubles the variance). Rotation out of the image
     # plane also sees the depth error, which that test does not bound: measured 0.9° RMS; held to 2°,
-    # under the 2.3° by which MediaPipe's own matrix and a Procrustes fit disagree (MEDIAPIPE-NOTES).
+    # under the 2.3° by which MediaPipe's own matrix and a Procrustes fit disagree (docs/notes.md).
     r = 4.6
     scale_bound = math.sqrt(2) * 1.15 * SIGMA_CM * math.sqrt(53 / FRAMES + 59 / LANDMARK_COORDS) / r
     true_cams, cams = sequence.cameras, fitted.report.cameras
@@ -180,7 +180,7 @@ def test_a_mirrored_face_is_not_a_pose() -> None:
 
 @pytest.mark.slow
 def test_the_person_model_predicts_held_out_frames_of_the_woman(sample_tracks: Any) -> None:
-    # The woman: fit her first 80 % of face frames, evaluate her last 20 % (MEDIAPIPE-NOTES' split).
+    # The woman: fit her first 80 % of face frames, evaluate her last 20 % (docs/notes.md, the 80/20 split).
     data = prepare_frames(sample_tracks.frames_of(0))
     split = round(0.8 * len(data))
     train, test = data.subset(slice(0, split)), data.subset(slice(split, len(data)))
@@ -189,7 +189,7 @@ def test_the_person_model_predicts_held_out_frames_of_the_woman(sample_tracks: A
     with_scores = refit_frames(model, test, refine_weights=False).residual_cm.mean()
     refitted = refit_frames(model, test).residual_cm.mean()
     print(f"held-out cm: rigid {rigid:.3f}, model with scores {with_scores:.3f}, model refitted {refitted:.3f}")
-    # The notes: a rigid mean shape misses by ~0.28 cm; the landmarks jitter by ~0.08 cm, a floor no
+    # docs/notes.md: a rigid mean shape misses by ~0.28 cm; the landmarks jitter by ~0.08 cm, a floor no
     # model gets far below. The person model must explain most of what lies between: at least half
     # of the rigid error with refitted weights, and a clear gain with the tracker's raw scores.
     assert 0.2 < rigid < 0.35

@@ -124,7 +124,7 @@ def test_the_dashboard_is_well_formed() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "panel ids repeat"
     titles = {panel["title"] for panel in dashboard["panels"]}
-    # The panels the design asks for (DESIGN.md, Observability).
+    # The panels the design asks for (docs/design.md, Observability).
     for wanted in ("Stage latency p50", "Stage latency p95", "Rendered fps per sender", "Frames rendered",
                    "Drops by reason", "Sessions and rooms", "Bytes in / out", "Render retries and failures",
                    "Refusals by code"):  # fmt: skip
