@@ -37,6 +37,9 @@ EXPECTED_HOLE_TRIANGLES = {"mouth": 18, "left_eye": 14, "right_eye": 14}
 IntArray = npt.NDArray[np.int32]
 FloatImage = npt.NDArray[np.float32]
 
+NmfcMode = Literal["centre", "barycentric"]
+"""NMFC colour per triangle centre (the paper) or interpolated barycentrically."""
+
 
 def hole_triangles(triangles: npt.ArrayLike) -> dict[str, npt.NDArray[np.intp]]:
     """Return, for the mouth and each eye, the indices of the triangles that close that opening:
@@ -165,7 +168,7 @@ def render_nmfc(
     translation_px: npt.ArrayLike,
     size: tuple[int, int],
     topology: NmfcTopology,
-    mode: Literal["centre", "barycentric"] = "centre",
+    mode: NmfcMode = "centre",
 ) -> NmfcImage:
     """Return the NmfcImage of a face mesh (468, 3) in canonical centimetres (e.g. N + B·w) seen
     through a scaled-orthographic camera, in an image of `size` = (height, width).
@@ -184,7 +187,7 @@ def render_nmfc_px(
     vertices_px: npt.ArrayLike,
     size: tuple[int, int],
     topology: NmfcTopology,
-    mode: Literal["centre", "barycentric"] = "centre",
+    mode: NmfcMode = "centre",
 ) -> NmfcImage:
     """Return the NmfcImage of a face mesh already projected to pixels ((468, 3): x right, y down,
     depth with smaller nearer), for any camera model; `render_nmfc` is this after its projection."""

@@ -31,8 +31,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +41,7 @@ from torch.nn import functional
 import configs
 from face3d.camera import project_to_image
 from face3d.errors import FitError
+from face3d.framing import CropFraming
 from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
 from face3d.person import PersonModel
 from face3d.retarget import TargetPoseMap, retarget
@@ -54,7 +53,6 @@ from inference.warp import ReferenceFrames, affinities, fields_cpu, warp_fields_
 logger = logging.getLogger(__name__)
 
 FrameRuntime = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-NmfcMode = Literal["centre", "barycentric"]
 # The nominal image the mesh is projected into before cropping; any size gives the same crop.
 _NOMINAL_WIDTH_PX = 1000.0
 
@@ -64,23 +62,14 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class CropFraming:
-    """How a served target's face crop is placed: its side in image widths and the NMFC mode of its training."""
-
-    side_widths: float
-    nmfc_mode: NmfcMode
-
-    @classmethod
-    def of(cls, bundle: TargetBundle) -> CropFraming:
-        """Return the framing the bundle's enrolment used; configs/preprocess.yaml's where the bundle has none."""
-        record = bundle.metadata.training.get("crop") or {}
-        section = configs.load("preprocess")
-        mode = record.get("nmfc_mode", section.get("nmfc_mode", "centre"))
-        side = record.get("side_widths") or neutral_crop_side_widths(
-            bundle.person, float(section.get("crop_margin", 1.8))
-        )
-        return cls(float(side), mode)
+def served_framing(bundle: TargetBundle) -> CropFraming:
+    """Return the framing the bundle's enrolment used; configs/preprocess.yaml's around the neutral face otherwise."""
+    record = bundle.metadata.training.get("crop")
+    if record:
+        return CropFraming.from_json(record)
+    section = configs.load("preprocess")
+    margin = float(section.get("crop_margin", 1.8))
+    return CropFraming(neutral_crop_side_widths(bundle.person, margin), margin, section.get("nmfc_mode", "centre"))
 
 
 def neutral_crop_side_widths(person: PersonModel, margin: float) -> float:
@@ -116,7 +105,7 @@ class AvatarTarget:
         self.previous_frames = previous_frames
         self.output_size = output_size
         self.device = device
-        self.framing = framing or CropFraming.of(bundle)
+        self.framing = framing or served_framing(bundle)
         try:
             self.pose_map = TargetPoseMap(bundle.person)
         except FitError as error:

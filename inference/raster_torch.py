@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from base.errors import HeadcastError
-from face3d.nmfc import NmfcTopology, nmfc_topology
+from face3d.nmfc import NmfcMode, NmfcTopology, nmfc_topology
 from face3d.topology import NUM_VERTICES
 
 # face3d/raster.py's fixed point: coordinates in 1/256 px, clamped to ±16384 px, so every edge
@@ -50,7 +50,6 @@ MAX_SIZE_PX = 8192
 _NO_KEY = torch.iinfo(torch.int64).max
 _LOW_32 = (1 << 32) - 1
 
-NmfcMode = Literal["centre", "barycentric"]
 RASTERISERS = ("torch", "nvdiffrast")
 
 

@@ -22,7 +22,8 @@ import torch
 from ray import serve
 from ray.serve import Application
 
-from inference.avatar import AvatarTarget, CropFraming, NmfcMode, replica_name
+from face3d.nmfc import NmfcMode
+from inference.avatar import AvatarTarget, replica_name, served_framing
 from inference.protocol import RenderError, RenderRequest, RenderResult
 from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
 from inference.serve_config import ServingConfig
@@ -51,7 +52,7 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
     generator = target_generator(bundle).to(device)
     size_px = int(bundle.metadata.training.get("model_config", {}).get("size_px") or bundle.background.shape[0])
     runtime = build_runtime(generator, config.runtime, device, size_px=size_px, max_batch=config.max_batch_size)
-    rasterise = _rasteriser(config, device, CropFraming.of(bundle).nmfc_mode)
+    rasterise = _rasteriser(config, device, served_framing(bundle).nmfc_mode)
     return AvatarTarget(
         bundle,
         runtime,

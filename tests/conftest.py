@@ -106,7 +106,7 @@ def build_avatar_bundle(tracks, target_id: str = AVATAR_TARGET, seed: int = 0): 
             "model_config": model.model_dump(mode="json"),
             "crop": crop_record(
                 [[f for f in frames if f.index in fitted]], tracks.source.width, PreprocessConfig.load()
-            ),
+            ).to_json(),
         },
     )
     plate = np.full((model.size_px, model.size_px, 3), 96, np.uint8)

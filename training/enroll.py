@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from edge.tracking import TrackedFrame
 from edge.tracks import Tracks
 from face3d.errors import FitError
 from face3d.fit import fit_person
+from face3d.framing import CropFraming
 from face3d.person import PersonModel
 from inference.registry import Consent, RegistryError, TargetBundle, TargetMetadata, TargetRegistry
 from training.clips import Clip, ClipError, load_clip
@@ -392,7 +393,7 @@ def enroll_clips(
     check: RecordingCheck | None = None,
     notes: Sequence[str] = (),
     device: str = "cpu",
-    crop: Mapping[str, Any] | None = None,
+    crop: CropFraming | None = None,
 ) -> EnrollResult:
     """Return the enrolment of already-preprocessed `clips` (one person, in recording order) as target `name`.
 
@@ -435,7 +436,7 @@ def enroll_clips(
             "finetune": config.finetune.model_dump(mode="json"),
             "step_config": tuned.config.model_dump(mode="json"),
             "model_config": tuned.model_config.model_dump(mode="json"),
-            "crop": dict(crop) if crop is not None else None,
+            "crop": crop.to_json() if crop is not None else None,
             "references": (
                 [
                     {"kind": k, "frame": i}
@@ -473,18 +474,17 @@ class _Preprocessed:
     check: RecordingCheck
     recorded_at: str
     notes: tuple[str, ...]
-    crop: dict[str, Any]
+    crop: CropFraming
 
 
-def crop_record(runs: Sequence[Sequence[TrackedFrame]], image_width: int, config: PreprocessConfig) -> dict[str, Any]:
+def crop_record(runs: Sequence[Sequence[TrackedFrame]], image_width: int, config: PreprocessConfig) -> CropFraming:
     """Return how the enrolment framed its face crops, for serving to frame the same way.
 
-    side_widths: the side of a crop over all kept frames taken as one run (crop_boxes' rule:
-    `crop_margin` × the median landmark extent), in image widths; margin and nmfc_mode as configured.
+    The side of a crop over all kept frames taken as one run (crop_boxes' rule: `crop_margin` × the
+    median landmark extent), in image widths; margin and nmfc_mode as configured.
     """
     extents = [float(np.ptp(frame.landmarks_px()[:468, :2], axis=0).max()) for run in runs for frame in run]
-    return {"side_widths": config.crop_margin * float(np.median(extents)) / image_width,
-            "margin": config.crop_margin, "nmfc_mode": config.nmfc_mode}  # fmt: skip
+    return CropFraming.measured(extents, image_width, config.crop_margin, config.nmfc_mode)
 
 
 def enroll(
@@ -593,7 +593,7 @@ def _preprocess(
         "shards": shards,
         "check": asdict(check),
         "notes": notes,
-        "crop": crop,
+        "crop": crop.to_json(),
     }
     # Written last: a rerun trusts the shards only once this file names them.
     write_json_atomic(work / RECORDING_FILE, record)
@@ -632,11 +632,11 @@ def _load_preprocessed(work: Path, digest: str, person: int | None, config: Prep
         model = PersonModel.load(out / PERSON_FILE)
         check = RecordingCheck(**{**record["check"], "warnings": tuple(record["check"]["warnings"]),
                                   "notes": tuple(record["check"]["notes"])})  # fmt: skip
+        crop = CropFraming.from_json(record["crop"])
     except (ClipError, FitError, KeyError, TypeError) as error:
         logger.warning("the preprocessing in %s is unusable (%s): doing it again", work, error)
         return None
-    return _Preprocessed(clips, model, check, str(record["recorded_at"]), tuple(record.get("notes", ())),
-                         record["crop"])  # fmt: skip
+    return _Preprocessed(clips, model, check, str(record["recorded_at"]), tuple(record.get("notes", ())), crop)
 
 
 def enrolment_clips(work_dir: Path) -> list[Clip]:

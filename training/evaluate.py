@@ -58,26 +58,27 @@ import torch
 from base.errors import HeadcastError
 from base.files import write_atomic
 from inference.networks import Generator
-from inference.warp import ReferenceFrames, prior_blend
+from inference.warp import ReferenceFrames
 from training.clips import Clip
-from training.finetune import FinetuneConfig, choose_warp_references, clip_warp_input, finetune, split_holdout
+from training.finetune import FinetuneConfig, choose_warp_references, finetune, render_clip, split_holdout
 from training.metrics import (
+    RIDGE,
     SAME_PERSON_THRESHOLD,
     IdentityFeatures,
     MetricsError,
+    PixelDistances,
     contact_sheet,
+    frechet_distance,
     identity_distances,
     sharpness_ratio,
+    temporal_difference_error,
     write_png,
 )
-from training.trainer_steps import generate_sequence
 
 REPORT_JSON = "evaluation.json"
 REPORT_MARKDOWN = "evaluation.md"
 VIDEO_FILE = "side_by_side.mp4"
 CONTACT_SHEET = "contact_sheet.png"
-RIDGE = 1e-6
-"""Added to both feature covariances (times I) before the Fréchet distance's matrix square root."""
 FEATURE_NETWORK = (
     "dlib face-identity ResNet (dlib_face_recognition_resnet_model_v1, 128-d), standing in for the "
     "paper's ArcFace, which is not available offline"
@@ -187,64 +188,6 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
 
-def frechet_distance(real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating], ridge: float = RIDGE) -> float:
-    """Return the Fréchet distance between Gaussians fitted to feature sets real (N, D) and fake (M, D).
-
-    d² = ‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½), with Σ + ridge·I for both covariances so
-    that fewer samples than dimensions stay well defined. Tr (Σ_r Σ_f)^½ is computed as the sum of
-    square roots of the eigenvalues of the symmetric Σ_r^½ Σ_f Σ_r^½ (same spectrum, stabler).
-    """
-    if len(real) < 2 or len(fake) < 2:
-        raise EvaluationError("a Fréchet distance needs at least 2 frames on each side: hold out more frames")
-    real64, fake64 = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
-    eye = np.eye(real64.shape[1])
-    cov_real = np.atleast_2d(np.cov(real64, rowvar=False)) + ridge * eye
-    cov_fake = np.atleast_2d(np.cov(fake64, rowvar=False)) + ridge * eye
-    values, vectors = np.linalg.eigh(cov_real)
-    root_real = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-    product = root_real @ cov_fake @ root_real
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
-    mean_term = float(np.sum((real64.mean(0) - fake64.mean(0)) ** 2))
-    return max(mean_term + float(np.trace(cov_real) + np.trace(cov_fake) - 2 * cross), 0.0)
-
-
-def temporal_difference_error(
-    real: npt.NDArray[np.floating], fake: npt.NDArray[np.floating]
-) -> tuple[float, float, float, int]:
-    """Return (error, real motion, generated motion, pairs) for one clip's frames (T, H, W, 3) in 0–255.
-
-    error: mean per-pixel L2 of (ỹ_t − ỹ_{t−1}) − (y_t − y_{t−1}); motions: mean per-pixel L2 of
-    each video's own consecutive differences; pairs: T − 1 (all 0.0 when T < 2).
-    """
-    if len(real) < 2:
-        return 0.0, 0.0, 0.0, 0
-    real_step = np.diff(np.asarray(real, dtype=np.float64), axis=0)
-    fake_step = np.diff(np.asarray(fake, dtype=np.float64), axis=0)
-    error = np.linalg.norm(fake_step - real_step, axis=-1).mean()
-    real_motion = np.linalg.norm(real_step, axis=-1).mean()
-    fake_motion = np.linalg.norm(fake_step, axis=-1).mean()
-    return float(error), float(real_motion), float(fake_motion), len(real_step)
-
-
-@torch.no_grad()
-def _generate(
-    generator: Generator, clip: Clip, references: ReferenceFrames | None
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.uint8] | None]:
-    """Return the clip rendered sequentially: frames (T, S, S, 3) float32 RGB in 0–255, masks (T, S, S) > 0.5
-    and, for a warp G, the warped references' prior blend (T, S, S, 3) uint8."""
-    parameter = next(iter(generator.parameters()), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
-    warped = clip_warp_input(generator, clip, references)
-    frames, masks = generate_sequence(generator, nmfc, None, warped=warped.to(device) if warped is not None else None)
-    rgb = ((frames[0].clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
-    blend = None
-    if warped is not None:
-        blended = ((prior_blend(warped[0]).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        blend = blended.permute(0, 2, 3, 1).cpu().numpy()
-    return rgb.float().cpu().numpy(), (masks[0, :, 0] > 0.5).cpu().numpy(), blend
-
-
 def held_out(clips: Sequence[Clip], holdout: int | None) -> list[Clip]:
     """Return the last `holdout` frames of the clips in order as clips (every frame when `holdout` is None)."""
     if holdout is None:
@@ -284,7 +227,8 @@ def evaluate(
     features = features or IdentityFeatures()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    totals = dict.fromkeys(("pixel", "masked", "masked_pixels", "inter", "union", "flicker", "real", "fake"), 0.0)
+    pixels = PixelDistances()
+    totals = dict.fromkeys(("flicker", "real", "fake"), 0.0)
     pairs = 0
     real_all: list[npt.NDArray[np.uint8]] = []
     fake_all: list[npt.NDArray[np.uint8]] = []
@@ -298,16 +242,10 @@ def evaluate(
 
         with VideoWriter(out / VIDEO_FILE, 4 * size, size, fps) as video:
             for clip in held:
-                fake, predicted, blend = _generate(generator, clip, references)
+                fake, predicted, blend = render_clip(generator, clip, references)
                 blend = blend if blend is not None else np.zeros_like(clip.frames)
                 real = clip.frames.astype(np.float32)
-                real_mask = clip.masks >= 128
-                distance = np.linalg.norm(fake - real, axis=-1)  # (T, S, S)
-                totals["pixel"] += float(distance.mean(axis=(1, 2)).sum())
-                totals["masked"] += float(distance[real_mask].sum())
-                totals["masked_pixels"] += float(real_mask.sum())
-                totals["inter"] += float((predicted & real_mask).sum())
-                totals["union"] += float((predicted | real_mask).sum())
+                pixels.add(fake, real, clip.masks, predicted)
                 error, real_motion, fake_motion, n = temporal_difference_error(real, fake)
                 totals["flicker"] += error * n
                 totals["real"] += real_motion * n
@@ -341,9 +279,9 @@ def evaluate(
         target=held[0].identity,
         frames=count,
         size_px=size,
-        pixel_distance=totals["pixel"] / count,
-        masked_pixel_distance=totals["masked"] / max(totals["masked_pixels"], 1.0),
-        mask_iou=totals["inter"] / max(totals["union"], 1.0),
+        pixel_distance=pixels.pixel_distance,
+        masked_pixel_distance=pixels.masked_pixel_distance,
+        mask_iou=pixels.mask_iou,
         identity_frechet_distance=frechet,
         temporal_difference_error=totals["flicker"] / pairs,
         real_motion=totals["real"] / pairs,

@@ -44,7 +44,7 @@ from base.errors import HeadcastError
 from base.files import write_json_atomic
 from face3d.warp import warp_topology
 from inference.networks import Generator, ModelConfig, mean_identity
-from inference.warp import ReferenceFrames, warp_sequence
+from inference.warp import ReferenceFrames, prior_blend, warp_sequence
 from training.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     TrainingError,
@@ -53,7 +53,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.clips import Clip
-from training.metrics import write_png
+from training.metrics import PixelDistances, write_png
 from training.pretrain import (
     PretrainProgress,
     prepare_run_dir,
@@ -250,47 +250,43 @@ def choose_warp_references(clips: Sequence[Clip], count: int) -> ReferenceFrames
 
 
 @torch.no_grad()
+@torch.no_grad()
+def render_clip(
+    generator: Generator, clip: Clip, references: ReferenceFrames | None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.uint8] | None]:
+    """Return the clip rendered sequentially: frames (T, S, S, 3) float32 RGB in 0–255, masks (T, S, S) > 0.5
+    and, for a warp G, the warped references' prior blend (T, S, S, 3) uint8."""
+    parameter = next(iter(generator.parameters()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
+    warped = clip_warp_input(generator, clip, references)
+    frames, masks = generate_sequence(generator, nmfc, None, warped=warped.to(device) if warped is not None else None)
+    rgb = ((frames[0].clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
+    blend = None
+    if warped is not None:
+        blended = ((prior_blend(warped[0]).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        blend = blended.permute(0, 2, 3, 1).cpu().numpy()
+    return rgb.float().cpu().numpy(), (masks[0, :, 0] > 0.5).cpu().numpy(), blend
+
+
 def held_out_metrics(
     generator: Generator, clips: Sequence[Clip], references: ReferenceFrames | None = None
 ) -> dict[str, float]:
-    """Return §4's numbers for a converted G on held-out clips, frame-weighted over the clips.
+    """Return §4's pixel measures (training.metrics.PixelDistances) for a converted G on held-out clips.
 
     Each clip is rendered sequentially from its NMFC alone, starting from zeros and feeding back
-    G's own frames (as when serving). pixel_distance: per-pixel L2 of RGB in 0–255, averaged;
-    masked_pixel_distance: the same over the real foreground (mask ≥ 128); mask_iou: IoU of the
-    predicted mask > 0.5 with the real mask ≥ 128; frames: how many frames were measured.
+    G's own frames (as when serving); an empty list gives {}.
     """
     if not clips:
         return {}
     training = generator.training
     generator.eval()
     try:
-        device = next(generator.parameters()).device
-        totals = {"pixel": 0.0, "masked": 0.0, "masked_pixels": 0.0, "intersection": 0.0, "union": 0.0}
-        count = 0
+        pixels = PixelDistances()
         for clip in clips:
-            nmfc = torch.from_numpy(clip.nmfc).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
-            real = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().to(device)
-            real_mask = torch.from_numpy(clip.masks).to(device) >= 128
-            warped = clip_warp_input(generator, clip, references)
-            generated, masks = generate_sequence(
-                generator, nmfc, None, warped=warped.to(device) if warped is not None else None
-            )
-            fake = (generated[0].clamp(-1, 1) + 1) * 127.5
-            distance = (fake - real).pow(2).sum(1).sqrt()  # (T, H, W)
-            predicted = masks[0, :, 0] > 0.5
-            totals["pixel"] += float(distance.mean(dim=(1, 2)).sum())
-            totals["masked"] += float(distance[real_mask].sum())
-            totals["masked_pixels"] += float(real_mask.sum())
-            totals["intersection"] += float((predicted & real_mask).sum())
-            totals["union"] += float((predicted | real_mask).sum())
-            count += len(clip)
-        return {
-            "pixel_distance": totals["pixel"] / count,
-            "masked_pixel_distance": totals["masked"] / max(totals["masked_pixels"], 1.0),
-            "mask_iou": totals["intersection"] / max(totals["union"], 1.0),
-            "frames": float(count),
-        }
+            fake, predicted, _ = render_clip(generator, clip, references)
+            pixels.add(fake, clip.frames, clip.masks, predicted)
+        return pixels.as_dict()
     finally:
         generator.train(training)
 

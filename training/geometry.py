@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +17,7 @@ import configs
 from face3d.camera import project_to_image
 from face3d.errors import FitError
 from face3d.fit import FitConfig, FitResult
-from face3d.nmfc import NmfcImage, NmfcTopology, render_nmfc_px
+from face3d.nmfc import NmfcImage, NmfcMode, NmfcTopology, render_nmfc_px
 
 
 def load_fit_config(path: str | Path | None = None) -> FitConfig:
@@ -76,7 +75,7 @@ def nmfc_in_crop(
     crop: CropBox,
     size_px: int,
     topology: NmfcTopology,
-    mode: Literal["centre", "barycentric"] = "centre",
+    mode: NmfcMode = "centre",
 ) -> NmfcImage:
     """Return the (size_px, size_px) NmfcImage of a fitted frame as seen in `crop` resized to size_px.
 

@@ -1,6 +1,13 @@
-"""The evaluation's measures of generated frames, in one module: sharpness, identity, contact sheets.
+"""The paper's §4 measures of generated frames, in one module (docs/method.md §4).
 
-Every function takes uint8 RGB frames (N, S, S, 3), as clips hold them, and returns plain numbers:
+Every function takes RGB frames (N, S, S, 3) in 0–255, as clips hold them, and returns plain numbers:
+
+- pixel distances (`PixelDistances`): the per-pixel L2 of RGB between generated and real frames,
+  averaged per frame then over frames; the same over the real foreground only (mask ≥ 128, every
+  foreground pixel weighted alike); and the IoU of the predicted mask (> 0.5) with the real one;
+- temporal difference error: the per-pixel L2 of (ỹ_t − ỹ_{t−1}) − (y_t − y_{t−1}), which is 0 when
+  the generated video moves exactly as the real one, with each video's own motion beside it;
+- identity Fréchet distance: between Gaussians fitted to real and generated identity features;
 
 - sharpness: the variance of the Laplacian (3×3 aperture, on grey, float64) over the face region
   (mask ≥ 128) or the whole crop. It falls as a frame gets blurrier; `sharpness_ratio` divides a
@@ -18,6 +25,7 @@ Every function takes uint8 RGB frames (N, S, S, 3), as clips hold them, and retu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +46,105 @@ DETECTOR_UPSAMPLE = 1
 """dlib's HOG detector finds faces of about 80 px and up; one 2× upsampling reaches the ~70 px face of a 128² crop."""
 HEADER_PX = 24
 """Height of a contact sheet's title strip."""
+RIDGE = 1e-6
+"""Added to both covariances' diagonals before the Fréchet distance's matrix square root."""
 
 
 class MetricsError(HeadcastError):
     """A measure cannot be computed (wrong shapes, no identity network); the message says what to do."""
+
+
+@dataclass
+class PixelDistances:
+    """§4's pixel measures, summed clip by clip with `add` and read frame-weighted over every clip added.
+
+    pixel_distance: per-pixel L2 of RGB (0–255) averaged per frame, then over frames;
+    masked_pixel_distance: the same over the real foreground's pixels (mask ≥ 128);
+    mask_iou: IoU of the predicted mask with the real foreground; frames: how many were measured.
+    """
+
+    frames: int = 0
+    _pixel: float = 0.0
+    _masked: float = 0.0
+    _masked_pixels: float = 0.0
+    _intersection: float = 0.0
+    _union: float = 0.0
+
+    def add(
+        self,
+        generated: npt.NDArray[np.floating[Any]],
+        real: npt.NDArray[Any],
+        real_masks: npt.NDArray[np.uint8],
+        predicted: npt.NDArray[np.bool_],
+    ) -> None:
+        """Count one clip: generated and real (T, S, S, 3) in 0–255, real_masks (T, S, S) 0–255, predicted (T, S, S)."""
+        distance = np.linalg.norm(np.asarray(generated, np.float32) - np.asarray(real, np.float32), axis=-1)
+        foreground = real_masks >= MASK_THRESHOLD
+        self.frames += len(distance)
+        self._pixel += float(distance.mean(axis=(1, 2)).sum())
+        self._masked += float(distance[foreground].sum())
+        self._masked_pixels += float(foreground.sum())
+        self._intersection += float((predicted & foreground).sum())
+        self._union += float((predicted | foreground).sum())
+
+    @property
+    def pixel_distance(self) -> float:
+        return self._pixel / max(self.frames, 1)
+
+    @property
+    def masked_pixel_distance(self) -> float:
+        return self._masked / max(self._masked_pixels, 1.0)
+
+    @property
+    def mask_iou(self) -> float:
+        return self._intersection / max(self._union, 1.0)
+
+    def as_dict(self) -> dict[str, float]:
+        """Return the three measures and the frame count (as a float), keyed by name."""
+        return {"pixel_distance": self.pixel_distance, "masked_pixel_distance": self.masked_pixel_distance,
+                "mask_iou": self.mask_iou, "frames": float(self.frames)}  # fmt: skip
+
+
+def temporal_difference_error(
+    real: npt.NDArray[np.floating[Any]], fake: npt.NDArray[np.floating[Any]]
+) -> tuple[float, float, float, int]:
+    """Return (error, real motion, generated motion, pairs) for one clip's frames (T, H, W, 3) in 0–255.
+
+    error: mean per-pixel L2 of (ỹ_t − ỹ_{t−1}) − (y_t − y_{t−1}); motions: mean per-pixel L2 of
+    each video's own consecutive differences; pairs: T − 1 (all 0.0 when T < 2).
+    """
+    if len(real) < 2:
+        return 0.0, 0.0, 0.0, 0
+    real_step = np.diff(np.asarray(real, dtype=np.float64), axis=0)
+    fake_step = np.diff(np.asarray(fake, dtype=np.float64), axis=0)
+    error = np.linalg.norm(fake_step - real_step, axis=-1).mean()
+    real_motion = np.linalg.norm(real_step, axis=-1).mean()
+    fake_motion = np.linalg.norm(fake_step, axis=-1).mean()
+    return float(error), float(real_motion), float(fake_motion), len(real_step)
+
+
+def frechet_distance(
+    real: npt.NDArray[np.floating[Any]], fake: npt.NDArray[np.floating[Any]], ridge: float = RIDGE
+) -> float:
+    """Return the Fréchet distance between Gaussians fitted to feature sets real (N, D) and fake (M, D).
+
+    d² = ‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½), with Σ + ridge·I for both covariances so
+    that fewer samples than dimensions stay well defined. Tr (Σ_r Σ_f)^½ is computed as the sum of
+    square roots of the eigenvalues of the symmetric Σ_r^½ Σ_f Σ_r^½ (same spectrum, stabler).
+    Raises MetricsError with fewer than 2 feature vectors on a side.
+    """
+    if len(real) < 2 or len(fake) < 2:
+        raise MetricsError("a Fréchet distance needs at least 2 frames on each side: hold out more frames")
+    real64, fake64 = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    eye = np.eye(real64.shape[1])
+    cov_real = np.atleast_2d(np.cov(real64, rowvar=False)) + ridge * eye
+    cov_fake = np.atleast_2d(np.cov(fake64, rowvar=False)) + ridge * eye
+    values, vectors = np.linalg.eigh(cov_real)
+    root_real = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = root_real @ cov_fake @ root_real
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
+    mean_term = float(np.sum((real64.mean(0) - fake64.mean(0)) ** 2))
+    return max(mean_term + float(np.trace(cov_real) + np.trace(cov_fake) - 2 * cross), 0.0)
 
 
 def _frames(frames: npt.NDArray[Any], name: str = "frames") -> npt.NDArray[np.uint8]:

@@ -42,7 +42,7 @@ from edge.segmentation import ForegroundSegmenter
 from edge.tracking import TrackedFrame
 from edge.tracks import save_tracks
 from face3d.fit import FitConfig, FitError, fit_person
-from face3d.nmfc import nmfc_topology, render_nmfc_px
+from face3d.nmfc import NmfcMode, nmfc_topology, render_nmfc_px
 from training.clips import CLIP_FORMAT_VERSION, Clip, ClipError, load_clip, save_clip
 from training.corpus import Corpus, CorpusError, CorpusVideo, discover_corpus
 from training.geometry import CropBox, FittedFrame, fitted_frames, load_fit_config, mesh_in_crop
@@ -75,7 +75,7 @@ class PreprocessConfig(configs.StrictConfig):
         "are dropped (training windows and the temporal discriminator need several consecutive frames)"
     )  # fmt: skip
     min_frames: int = Field(50, ge=1, description="an identity with fewer usable frames over all its videos is dropped")
-    nmfc_mode: Literal["centre", "barycentric"] = Field(
+    nmfc_mode: NmfcMode = Field(
         "centre", description="NMFC colour per triangle centre (the paper) or interpolated barycentrically"
     )
 

@@ -634,36 +634,3 @@ def sample_grid(batch: Batch, result: StepResult, window_index: int = 0) -> npt.
         rows.append(to_uint8(prior_blend(batch.warped[window_index]), -1.0))
     rows += [to_uint8(result.generated[window_index], -1.0), to_uint8(result.masks[window_index], 0.0)]
     return np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-
-
-@torch.no_grad()
-def self_reenactment_distance(
-    generator: Generator,
-    embedder: IdentityEmbedder,
-    clip: Clip,
-    frames: slice,
-    references: Tensor,
-    warped: Tensor | None = None,
-) -> float:
-    """Return §4's average pixel distance: per-pixel L2 of RGB in 0–255 between generated and real, averaged.
-
-    G renders `clip`'s frames[frames] sequentially from their NMFC (starting from zeros and feeding
-    back its own frames, as when serving), driven by ê = mean E(references) over (K, 3, H, W) in
-    [−1, 1]; warped: (T, 5·K, H, W) those frames' warp input when G warps reference frames. Both
-    networks are put in eval mode for the measurement and restored after.
-    """
-    modes = generator.training, embedder.training
-    generator.eval()
-    embedder.eval()
-    try:
-        device = next(generator.parameters()).device
-        nmfc = torch.from_numpy(clip.nmfc[frames]).permute(0, 3, 1, 2).float().div(255).unsqueeze(0).to(device)
-        real = torch.from_numpy(clip.frames[frames]).permute(0, 3, 1, 2).float().to(device)
-        identity = embedder(references.to(device)).mean(0, keepdim=True)
-        warp = warped.unsqueeze(0).to(device) if warped is not None else None
-        generated, _ = generate_sequence(generator, nmfc, identity, warped=warp)
-        fake = (generated[0].clamp(-1, 1) + 1) * 127.5
-        return float((fake - real).pow(2).sum(1).sqrt().mean())
-    finally:
-        generator.train(modes[0])
-        embedder.train(modes[1])

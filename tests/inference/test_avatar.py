@@ -10,8 +10,9 @@ from torch import Tensor
 from face3d.blendshapes import BLENDSHAPE_INDEX
 from face3d.coefficients import Coefficients
 from face3d.fit import fit_person
+from face3d.framing import CropFraming
 from face3d.nmfc import nmfc_topology
-from inference.avatar import AvatarTarget, CropFraming
+from inference.avatar import AvatarTarget
 from inference.networks import Generator
 from inference.protocol import DriveFrame, RenderError, RenderRequest
 from inference.registry import TargetBundle, target_generator
@@ -78,7 +79,7 @@ def test_the_crop_is_framed_as_enrolment_framed_it(sample_tracks, bundle: Target
         boxes = crop_boxes(np.stack([f.landmarks_px()[:468] for f in run]), config.crop_margin, config.smooth_frames)
         run_target = AvatarTarget(bundle, target.runtime, size_px=SIZE, nmfc_frames=3,
                                   previous_frames=2, output_size=SIZE, device=torch.device("cpu"),
-                                  framing=CropFraming(boxes[0].side / size[0], "centre"))  # fmt: skip
+                                  framing=CropFraming(boxes[0].side / size[0], config.crop_margin))  # fmt: skip
         ious = []
         for frame, box in list(zip(run, boxes, strict=True))[::4]:
             fit = fitted[frame.index]

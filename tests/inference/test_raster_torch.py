@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
 
 from face3d.camera import project_to_image
-from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
+from face3d.nmfc import NmfcMode, NmfcTopology, nmfc_topology, render_nmfc_px
 from face3d.raster import rasterise
 from face3d.topology import CanonicalMesh, load_canonical_mesh
 from inference.raster_torch import (
@@ -65,7 +63,7 @@ def random_poses(mesh: CanonicalMesh, size_px: int, count: int, seed: int) -> Fl
 
 
 def cpu_reference(
-    poses: FloatArray, size_px: int, topology: NmfcTopology, mode: Literal["centre", "barycentric"]
+    poses: FloatArray, size_px: int, topology: NmfcTopology, mode: NmfcMode
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Return face3d's NMFC images (B, H, W, 3) and masks (B, H, W) for the poses."""
     rendered = [render_nmfc_px(p, (size_px, size_px), topology, mode) for p in poses]
@@ -79,7 +77,7 @@ def test_the_torch_nmfc_equals_face3d_on_random_poses(
     topology: NmfcTopology,
     renderer: NmfcRenderer,
     size_px: int,
-    mode: Literal["centre", "barycentric"],
+    mode: NmfcMode,
 ) -> None:
     poses = random_poses(mesh, size_px, count=6, seed=size_px)
     expected_image, expected_mask = cpu_reference(poses, size_px, topology, mode)
@@ -191,7 +189,7 @@ needs_cuda = pytest.mark.skipif(
 @needs_cuda
 @pytest.mark.parametrize("mode", ["centre", "barycentric"])
 def test_the_cuda_rasteriser_equals_the_cpu_one(
-    mesh: CanonicalMesh, topology: NmfcTopology, renderer: NmfcRenderer, mode: Literal["centre", "barycentric"]
+    mesh: CanonicalMesh, topology: NmfcTopology, renderer: NmfcRenderer, mode: NmfcMode
 ) -> None:
     poses = torch.from_numpy(random_poses(mesh, 128, count=8, seed=7))
     cpu = renderer(poses, (128, 128), mode)

@@ -20,11 +20,13 @@ from training.metrics import (
     SAME_PERSON_THRESHOLD,
     IdentityFeatures,
     MetricsError,
+    PixelDistances,
     contact_sheet,
     cross_identity,
     identity_distances,
     sharpness,
     sharpness_ratio,
+    temporal_difference_error,
     write_png,
 )
 from training.preprocess import PreprocessConfig, consecutive_runs, crop_boxes, crop_square
@@ -184,3 +186,35 @@ def test_contact_sheet_with_fewer_frames_than_rows_and_mismatched_columns() -> N
     assert contact_sheet([("two", frames)], rows=4, panel_px=32).shape == (HEADER_PX + 2 * 32, 32, 3)
     with pytest.raises(MetricsError, match="same number"):
         contact_sheet([("two", frames), ("three", np.zeros((3, 32, 32, 3), np.uint8))])
+
+
+def test_pixel_distances_are_frame_weighted_over_clips_and_masked_over_foreground_pixels() -> None:
+    real = np.zeros((2, 4, 4, 3), np.uint8)
+    generated = np.zeros((2, 4, 4, 3), np.float32)
+    generated[..., 0], generated[..., 1] = 3.0, 4.0  # 5 everywhere: a 3-4-5 triangle per pixel
+    generated[1, :2] = 0.0  # frame 1: the top half exact, so its mean is 2.5
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, :2] = 255  # the real foreground is the top half of both frames
+    predicted = np.zeros((2, 4, 4), bool)
+    predicted[:, :1] = True  # half the foreground predicted, nothing else
+    pixels = PixelDistances()
+    pixels.add(generated, real, masks, predicted)
+    later = np.full((1, 4, 4, 3), 0.0, np.float32)  # a second clip: one exact frame
+    pixels.add(later, np.zeros((1, 4, 4, 3), np.uint8), np.full((1, 4, 4), 255, np.uint8), np.ones((1, 4, 4), bool))
+    assert pixels.frames == 3
+    assert pixels.pixel_distance == pytest.approx((5.0 + 2.5 + 0.0) / 3)
+    # Foreground: 8 px of frame 0 at 5, 8 px of frame 1 at 0, 16 px of the second clip at 0.
+    assert pixels.masked_pixel_distance == pytest.approx(8 * 5.0 / 32)
+    assert pixels.mask_iou == pytest.approx((4 + 4 + 16) / (8 + 8 + 16))
+    assert pixels.as_dict()["frames"] == 3.0
+
+
+def test_temporal_difference_error_is_zero_when_the_fake_moves_as_the_real_one() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.uniform(0, 255, size=(5, 8, 8, 3))
+    error, real_motion, fake_motion, pairs = temporal_difference_error(real, real + 17.0)  # a constant offset
+    assert pairs == 4 and error == pytest.approx(0.0, abs=1e-9) and real_motion == pytest.approx(fake_motion)
+    still = np.repeat(real[:1], 5, axis=0)
+    error, _, fake_motion, _ = temporal_difference_error(real, still)
+    assert fake_motion == 0.0 and error == pytest.approx(real_motion)
+    assert temporal_difference_error(real[:1], real[:1]) == (0.0, 0.0, 0.0, 0)
