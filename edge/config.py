@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 import configs
@@ -68,12 +66,8 @@ class ClientConfig(configs.StrictConfig):
 class EdgeConfig(configs.StrictConfig):
     """Everything the edge needs: tracking and the live client."""
 
+    config_name = "edge"
     tracker: TrackerConfig = TrackerConfig()
     shots: ShotConfig = ShotConfig()
     identity: IdentityConfig = IdentityConfig()
     client: ClientConfig = ClientConfig()
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> EdgeConfig:
-        """Return the configuration in `path`, or the packaged configs/edge.yaml."""
-        return cls.model_validate(configs.load("edge", path))

@@ -50,12 +50,11 @@ EXIT_INTERRUPTED = 130
 
 
 @contextmanager
-def _errors(*more: type[Exception]) -> Iterator[None]:
-    """Turn headcast's own errors (and `more`) into one red line and exit code 1: no tracebacks for users."""
-    handled: tuple[type[Exception], ...] = (HeadcastError, *more)
+def _errors() -> Iterator[None]:
+    """Turn headcast's own errors (every HeadcastError) into one red line and exit code 1: no tracebacks for users."""
     try:
         yield
-    except handled as error:
+    except HeadcastError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # a path or URL stays whole
         raise typer.Exit(EXIT_ERROR) from None
 
@@ -170,7 +169,7 @@ def _track_to(
     from edge.tracks import save_tracks
 
     with _errors():
-        config = EdgeConfig.load(config_path)
+        config = EdgeConfig.load(path=config_path)
         opened = open_source(source, max_frames=max_frames)
         live_writer: VideoWriter | None = None
         if video and isinstance(opened, Camera):  # a camera cannot be read twice: annotate while tracking
@@ -357,7 +356,7 @@ def preprocess(
 
     _fetch_assets("preprocess")
     with _errors():
-        settings = PreprocessConfig.load(config)
+        settings = PreprocessConfig.load(path=config)
         if size_px is not None:
             settings = settings.model_copy(update={"size_px": size_px})
         with PreprocessProgress(console) as progress, _interruptible("run the same command again to resume"):
@@ -407,12 +406,11 @@ def pretrain(
     from training.preprocess import load_corpus_clips
     from training.pretrain import PretrainProgress
     from training.pretrain import pretrain as run_pretraining
-    from training.trainer_steps import load_pretrain_config
+    from training.trainer_steps import PretrainConfig
 
     _fetch_assets("pretrain")
     with _errors():
-        overrides = {"steps": steps} if steps is not None else {}
-        config = load_pretrain_config(profile, None, **overrides)
+        config = PretrainConfig.load(profile, steps=steps)
         size = config.model_configs()[0].size_px
         if corpus == "synthetic":
             clips = synthetic_corpus(identities=identities, frames=60, size_px=size, seed=config.seed)
@@ -553,13 +551,13 @@ def evaluate_target(
             report = evaluate(generator, clips, out_dir, holdout=frames, references=bundle.references)
     stdout.print(report.markdown(), highlight=False, markup=False)
     if ablations is not None:
-        from training.enroll import load_enroll_config
+        from training.enroll import EnrollConfig
         from training.evaluate import ablation_table, run_ablations
         from training.finetune import split_holdout
 
         with _errors(), console.status("fine-tuning and evaluating the ablations"):
             train, held = split_holdout(clips, frames, 1)
-            finetune_config = load_enroll_config(profile).finetune
+            finetune_config = EnrollConfig.load(profile).finetune
             results = run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps,
                                     no_warp_base=no_warp_base)  # fmt: skip
             table = ablation_table(results)
@@ -720,7 +718,7 @@ def edge_command(
 
     interrupted = False
     with _errors():
-        settings = EdgeConfig.load(config)
+        settings = EdgeConfig.load(path=config)
         client = SenderClient(server, token, target, room=room, fps=fps, record=record, on_event=_live_event,
                               config=settings.client)  # fmt: skip
         window = PreviewWindow() if show else None
@@ -823,17 +821,15 @@ def serve(
     """
     _route("serve", verbose, own_level=logging.INFO)
 
-    from pydantic import ValidationError
-
     from inference.serve_config import ServingConfig
     from signaling.auth import load_secret
     from signaling.config import GatewayConfig
 
     _fetch_assets("serve")
-    with _errors(ValueError, ValidationError):
-        serving = ServingConfig.load(serving_config, registry=registry, num_replicas=replicas, device=device,
+    with _errors():
+        serving = ServingConfig.load(path=serving_config, registry=registry, num_replicas=replicas, device=device,
                                      runtime=runtime)  # fmt: skip
-        gateway = GatewayConfig.load(gateway_config, host=host, port=port, app_name=serving.app_name)
+        gateway = GatewayConfig.load(path=gateway_config, host=host, port=port, app_name=serving.app_name)
         secret = load_secret()
     import ray
     from ray import serve as ray_serve

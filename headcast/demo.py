@@ -74,17 +74,17 @@ def ensure_demo_target(
     if TargetRegistry(registry).versions(DEMO_TARGET):
         return registry, True
     from training.clips import synthetic_corpus
-    from training.enroll import enroll, load_enroll_config
+    from training.enroll import EnrollConfig, enroll
     from training.pretrain import pretrain
-    from training.trainer_steps import load_pretrain_config
+    from training.trainer_steps import PretrainConfig
 
-    config = load_pretrain_config(DEMO_PROFILE, None, steps=base_steps, holdout_frames=0)
+    config = PretrainConfig.load(DEMO_PROFILE, steps=base_steps, holdout_frames=0)
     size = config.model_configs()[0].size_px
     log(f"pretraining the demo's base ({base_steps} steps on synthetic faces at {size}², once)")
     base = pretrain(config, synthetic_corpus(4, 48, size, 100), cache / "base", backend="local")
     log("enrolling the clip's woman (few-shot fine-tuning, once)")
     enroll(clip, DEMO_TARGET, registry, "demo", "the sample clip's woman (OpenCV's Megamind.avi, opencv-doc)",
-           base.checkpoint, load_enroll_config(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
+           base.checkpoint, EnrollConfig.load(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
     return registry, False
 
 

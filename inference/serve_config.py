@@ -5,8 +5,7 @@ Pydantic only, so the CLI and the gateway read it without importing torch or Ray
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +18,7 @@ Rasteriser = Literal["auto", "cpu", "torch", "nvdiffrast"]
 class ServingConfig(configs.StrictConfig):
     """How the Serve app `avatar` runs."""
 
+    config_name = "serving"
     app_name: str = Field(
         "avatar", min_length=1, description="the Serve application's name; the gateway finds it by it"
     )
@@ -36,10 +36,3 @@ class ServingConfig(configs.StrictConfig):
     output_size: int = Field(256, ge=16, le=2048, description="side of the composited frame in pixels")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads per replica")
     registry: str | None = Field(None, description="registry root (path or fsspec URI); None: the default")
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> ServingConfig:
-        """Return the configuration in `path` (or configs/serving.yaml) with `overrides` applied."""
-        values = configs.load("serving", path)
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls.model_validate(values)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -69,6 +68,7 @@ class EnrolmentConfig(configs.StrictConfig):
 class GatewayConfig(configs.StrictConfig):
     """Everything the gateway (signaling/gateway.py) needs besides the renderer and the signing secret."""
 
+    config_name = "gateway"
     host: str = Field("127.0.0.1", min_length=1, description="address the HTTP server binds")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
     default_fps: int = Field(25, ge=1, description="a session's frame rate when the sender asks for none")
@@ -114,10 +114,3 @@ class GatewayConfig(configs.StrictConfig):
         if self.default_fps > self.max_fps:
             raise ValueError(f"default_fps {self.default_fps} is above max_fps {self.max_fps}")
         return self
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> GatewayConfig:
-        """Return the configuration in `path` (or configs/gateway.yaml) with `overrides` applied."""
-        values = configs.load("gateway", path)
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls.model_validate(values)

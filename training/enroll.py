@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -75,7 +74,6 @@ __all__ = [
     "clips_sha256",
     "enroll",
     "enroll_clips",
-    "load_enroll_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +115,7 @@ class RecordingChecks(configs.StrictConfig):
 class EnrollConfig(configs.StrictConfig):
     """An enrolment (configs/enroll.yaml): fine-tuning, the recording's checks and the background plate."""
 
+    config_name = "enroll"
     finetune: FinetuneConfig = FinetuneConfig()
     checks: RecordingChecks = RecordingChecks()
     background_threshold: int = Field(
@@ -132,15 +131,6 @@ class EnrollConfig(configs.StrictConfig):
                 f"({self.finetune.min_frames}): a recording passing the checks must be able to train"
             )
         return self
-
-
-def load_enroll_config(profile: str = "default", path: str | Path | None = None, **overrides: Any) -> EnrollConfig:
-    """Return the enrolment configuration of `profile` in configs/enroll.yaml (or `path`), with `overrides` applied.
-
-    `default` holds every field; another section is a profile overriding it; mappings (`finetune`,
-    `checks`) are merged one level deep, and so are mappings in `overrides`.
-    """
-    return EnrollConfig.model_validate(configs.load_profile("enroll", profile, path, overrides, EnrollError))
 
 
 # --- checking the recording ----------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from base import assets
 from base.errors import HeadcastError
-from training.enroll import enroll, load_enroll_config
+from training.enroll import EnrollConfig, enroll
 from training.finetune import FinetuneProgress
 from training.jobs import report_progress
 
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         report_progress(update.step, update.total, "fine-tuning", eta_s=update.eta_s)
 
     try:
-        overrides = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
-        config = load_enroll_config(args.profile, None, **overrides)
+        overrides: dict[str, Any] = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
+        config = EnrollConfig.load(args.profile, **overrides)
         report_progress(0, 1, "fetching models")
         assets.ensure_for("enroll")  # base.assets.COMMAND_ASSETS: the same list as `headcast enroll`
         report_progress(0, 1, "tracking, checking and fitting the recording")

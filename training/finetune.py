@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 import configs
@@ -71,7 +71,6 @@ from training.trainer_steps import (
     build_modules,
     build_optimisers,
     generate_sequence,
-    load_pretrain_config,
     sample_grid,
     train_step,
 )
@@ -122,6 +121,15 @@ class FinetuneConfig(configs.StrictConfig):
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept; older ones are deleted")
     seed: int = Field(0, ge=0, description="seeds fresh weights, data order and every step's randomness")
     bf16: bool = Field(False, description="bf16 autocast for the forward passes")
+
+    @field_validator("pretrain_profile")
+    @classmethod
+    def _profile_exists(cls, profile: str) -> str:
+        # A cross-file constraint: checked when enroll.yaml is read, not when fine-tuning starts.
+        profiles = configs.load("pretrain")
+        if profile not in profiles:
+            raise ValueError(f"no profile {profile!r} in configs/pretrain.yaml: choose one of {', '.join(profiles)}")
+        return profile
 
 
 @dataclass(frozen=True)
@@ -388,7 +396,7 @@ def _checkpoint_state(
 def stage_one_start(base: Path | None, config: FinetuneConfig) -> tuple[PretrainConfig, dict[str, Any] | None]:
     """Return the stage-1 configuration and checkpoint state to start from (the profile's, and None, without a base)."""
     if base is None:
-        return load_pretrain_config(config.pretrain_profile), None
+        return PretrainConfig.load(config.pretrain_profile), None
     try:
         state = load_checkpoint(Path(base))
     except TrainingError as error:

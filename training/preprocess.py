@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 import configs
 from base.files import sha256_of, write_json_atomic
@@ -63,6 +63,7 @@ Status = Literal["done", "skipped", "failed"]
 class PreprocessConfig(configs.StrictConfig):
     """How videos become clips (filled from configs/preprocess.yaml)."""
 
+    config_name = "preprocess"
     size_px: int = Field(128, ge=16, le=2048, description="side of the square frames, NMFC images and masks")
     crop_margin: float = Field(
         1.8, gt=1, le=5, description="crop side = the run's median face-landmark extent (px) × this"
@@ -78,14 +79,6 @@ class PreprocessConfig(configs.StrictConfig):
     nmfc_mode: NmfcMode = Field(
         "centre", description="NMFC colour per triangle centre (the paper) or interpolated barycentrically"
     )
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> PreprocessConfig:
-        """Return the configuration in `path`, or the packaged configs/preprocess.yaml."""
-        try:
-            return cls.model_validate(configs.load("preprocess", path))
-        except ValidationError as error:
-            raise CorpusError(f"{path or 'configs/preprocess.yaml'}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,6 @@ from training.trainer_steps import (
     StageOneModules,
     build_modules,
     build_optimisers,
-    load_pretrain_config,
     sample_grid,
     train_step,
     training_clips,
@@ -68,7 +67,6 @@ __all__ = [
     "PretrainResult",
     "TrainingError",
     "load_generator_checkpoint",
-    "load_pretrain_config",
     "pretrain",
     "run_stage_one",
 ]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -73,6 +72,7 @@ class LossWeights(configs.StrictConfig):
 class PretrainConfig(configs.StrictConfig):
     """Stage-1 pretraining (configs/pretrain.yaml). Batches are per worker; steps count optimiser steps."""
 
+    config_name = "pretrain"
     model_size: str = Field("tiny", description="a size in configs/models.yaml (tiny, base)")
     size_px: int | None = Field(None, ge=16, description="override the size's frame size (clips must match)")
     generator: dict[str, Any] = Field(default_factory=dict, description="overrides of the size's generator fields")
@@ -124,15 +124,6 @@ class PretrainConfig(configs.StrictConfig):
                 f"use window ≥ {critics.dynamics_frames} or use_dynamics: false"
             )
         return fitting
-
-
-def load_pretrain_config(profile: str = "default", path: str | Path | None = None, **overrides: Any) -> PretrainConfig:
-    """Return the stage-1 configuration of `profile` in configs/pretrain.yaml (or `path`), with `overrides` applied.
-
-    The file's `default` section holds every field; any other top-level section is a profile whose
-    fields override `default` (mappings are merged one level deep, e.g. `losses`).
-    """
-    return PretrainConfig.model_validate(configs.load_profile("pretrain", profile, path, overrides, TrainingError))
 
 
 class Renderer(nn.Module):

@@ -41,12 +41,12 @@ from inference.protocol import DriveFrame, RenderRequest
 from inference.registry import TargetRegistry, target_generator
 from inference.warp import prior_blend
 from training.clips import synthetic_corpus
-from training.enroll import enroll, enroll_clips, enrolment_clips, load_enroll_config
+from training.enroll import EnrollConfig, enroll, enroll_clips, enrolment_clips
 from training.evaluate import ablation_table, run_ablations
 from training.finetune import split_holdout
 from training.preprocess import PreprocessConfig, crop_boxes, crop_square
 from training.pretrain import pretrain
-from training.trainer_steps import load_pretrain_config
+from training.trainer_steps import PretrainConfig
 
 HER_SECOND_SHOT = 46  # frames 154-199
 PROFILE = "cpu"
@@ -67,7 +67,7 @@ def main() -> None:
         bases = {}
         for name, generator in (("warp", {}), ("no warp", {"warp_references": 0})):
             started = time.perf_counter()
-            config = load_pretrain_config(PROFILE, None, steps=base_steps, holdout_frames=0, generator=generator)
+            config = PretrainConfig.load(PROFILE, steps=base_steps, holdout_frames=0, generator=generator)
             size = config.model_configs()[0].size_px
             run = pretrain(config, synthetic_corpus(4, 48, size, 100), work / f"base-{name}", backend="local")
             bases[name] = run.checkpoint
@@ -76,7 +76,7 @@ def main() -> None:
         overrides: dict[str, Any] = {"finetune": {"holdout_frames": HER_SECOND_SHOT}}
         if steps is not None:
             overrides["finetune"]["steps"] = steps
-        enrol_config = load_enroll_config(PROFILE, None, **overrides)
+        enrol_config = EnrollConfig.load(PROFILE, **overrides)
         registry = str(work / "registry")
         started = time.perf_counter()
         woman = enroll(clip_path, "woman", registry, "bench", "the sample clip's woman", bases["warp"],

@@ -18,7 +18,7 @@ from edge.capture import VideoFile
 from inference.registry import TargetRegistry, target_generator
 from training.clips import synthetic_corpus
 from training.pretrain import pretrain
-from training.trainer_steps import load_pretrain_config
+from training.trainer_steps import PretrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
     assert report["frames"] == bundle.metadata.training["holdout_frames"]
     assert 0 <= report["mask_iou"] <= 1 and report["pixel_distance"] > 0
     assert (tmp_path / "eval" / "side_by_side.mp4").stat().st_size > 0
-    base = pretrain(load_pretrain_config("tiny-ci", None, steps=2), synthetic_corpus(2, 16, 64, 0),
+    base = pretrain(PretrainConfig.load("tiny-ci", steps=2), synthetic_corpus(2, 16, 64, 0),
                     tmp_path / "base", backend="local").checkpoint  # fmt: skip
     ablated = headcast(environment, "eval", "woman", "--out", str(tmp_path / "ablations"), "--ablations", str(base),
                        "--steps", "2", "--profile", "tiny-ci")  # fmt: skip

@@ -37,10 +37,9 @@ from training.enroll import (
     clips_sha256,
     enroll,
     enroll_clips,
-    load_enroll_config,
 )
 from training.finetune import clip_warp_input, finetune, held_out_metrics, split_holdout
-from training.pretrain import load_pretrain_config, pretrain
+from training.pretrain import PretrainConfig, pretrain
 from training.synthetic import synthetic_clip
 
 SIZE_PX = 64
@@ -57,14 +56,14 @@ MARGIN = 0.15
 
 def tiny(**finetune: Any) -> EnrollConfig:
     """Return the tiny-ci enrolment profile with overrides of its `finetune` section."""
-    return load_enroll_config("tiny-ci", finetune=finetune)
+    return EnrollConfig.load("tiny-ci", finetune=finetune)
 
 
 @pytest.fixture(scope="module")
 def base_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny-ci stage-1 checkpoint: 120 steps on four synthetic people (32 frames each), in this process."""
     corpus = synthetic_corpus(identities=4, frames=32, size_px=SIZE_PX, seed=0)
-    config = load_pretrain_config("tiny-ci", steps=BASE_STEPS, checkpoint_every=BASE_STEPS, sample_every=BASE_STEPS)
+    config = PretrainConfig.load("tiny-ci", steps=BASE_STEPS, checkpoint_every=BASE_STEPS, sample_every=BASE_STEPS)
     return pretrain(config, corpus, tmp_path_factory.mktemp("base"), backend="local").checkpoint
 
 
@@ -326,7 +325,7 @@ def test_enrolment_of_a_recording_end_to_end_and_resumed(
     woman_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The woman's 60 frames: checked, fitted, cut into 64² clips, fine-tuned, bundled; a rerun reuses it all."""
-    config = load_enroll_config("tiny-ci", finetune={"steps": 4, "min_frames": 40}, checks={"min_face_frames": 40})
+    config = EnrollConfig.load("tiny-ci", finetune={"steps": 4, "min_frames": 40}, checks={"min_face_frames": 40})
     root, work = str(tmp_path / "registry"), tmp_path / "work"
     result = enroll(woman_video, "woman", root, "owner-1", "The Woman", None, config, work)
     assert result.committed and result.check is not None and result.check.person == 0

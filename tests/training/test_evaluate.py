@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from inference.networks import Generator, GeneratorConfig
 from inference.networks.generator import GeneratorOutput
 from training.clips import Clip, synthetic_corpus
-from training.enroll import load_enroll_config
+from training.enroll import EnrollConfig
 from training.evaluate import (
     ABLATIONS,
     CONTACT_SHEET,
@@ -38,7 +38,7 @@ from training.evaluate import (
 )
 from training.finetune import split_holdout
 from training.metrics import frechet_distance
-from training.pretrain import load_pretrain_config, pretrain
+from training.pretrain import PretrainConfig, pretrain
 
 SIZE_PX = 64
 HELD_FRAMES = 8
@@ -171,10 +171,10 @@ def test_ablations_fill_the_warp_rows_and_the_papers_five_rows_in_order(target: 
     corpus = synthetic_corpus(identities=2, frames=12, size_px=SIZE_PX, seed=0)
     bases = {}
     for name, generator in (("warp", {}), ("no-warp", {"warp_references": 0})):
-        base_config = load_pretrain_config("tiny-ci", steps=4, checkpoint_every=4, sample_every=4, generator=generator)
+        base_config = PretrainConfig.load("tiny-ci", steps=4, checkpoint_every=4, sample_every=4, generator=generator)
         bases[name] = pretrain(base_config, corpus, tmp_path / name, backend="local").checkpoint
     train, held = split_holdout(target, HELD_FRAMES, 3)
-    config = load_enroll_config("tiny-ci").finetune
+    config = EnrollConfig.load("tiny-ci").finetune
     results = run_ablations(train, held, bases["warp"], config, tmp_path / "ablations", steps=2,
                             no_warp_base=bases["no-warp"])  # fmt: skip
     assert list(results) == list(ABLATIONS)

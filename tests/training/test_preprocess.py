@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from configs import ConfigError
 from edge.tracking import TrackedFrame
 from face3d import load_canonical_mesh, nmfc_topology
 from training.clips import Clip
@@ -100,8 +101,8 @@ def test_the_packaged_configuration_loads_and_bad_values_are_refused(tmp_path: P
     assert config.size_px == 128 and config.min_run >= 3
     bad = tmp_path / "preprocess.yaml"
     bad.write_text("size_px: 4\n", encoding="utf-8")
-    with pytest.raises(CorpusError, match="size_px"):
-        PreprocessConfig.load(bad)
+    with pytest.raises(ConfigError, match="size_px"):
+        PreprocessConfig.load(path=bad)
 
 
 # --- a real run ------------------------------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ from training.pretrain import (
     PretrainProgress,
     PretrainResult,
     load_generator_checkpoint,
-    load_pretrain_config,
     pretrain,
 )
 from training.trainer_steps import (
@@ -63,7 +62,7 @@ def corpus() -> list[Clip]:
 
 def tiny(**overrides: Any) -> PretrainConfig:
     """Return the tiny-ci profile with overrides."""
-    return load_pretrain_config("tiny-ci", **overrides)
+    return PretrainConfig.load("tiny-ci", **overrides)
 
 
 def step_once(config: PretrainConfig, corpus: list[Clip]) -> tuple[StageOneModules, dict[str, float]]:
@@ -260,8 +259,8 @@ RESUME_STEPS = 10
 KILL_SCRIPT = """
 import sys
 from training.clips import synthetic_corpus
-from training.pretrain import load_pretrain_config, pretrain
-config = load_pretrain_config("tiny-ci", steps={steps}, checkpoint_every=2, sample_every=100)
+from training.pretrain import PretrainConfig, pretrain
+config = PretrainConfig.load("tiny-ci", steps={steps}, checkpoint_every=2, sample_every=100)
 pretrain(config, synthetic_corpus({identities}, 16, {size}, 0), sys.argv[1], backend="local")
 """
 
