@@ -263,7 +263,7 @@ def face_model_build(
     from face3d.person import write_summary_png
     from face3d.prior import build_prior
     from face3d.topology import load_canonical_mesh
-    from headcast.geometry import load_fit_config
+    from headcast.fitting import load_fit_config
 
     _fetch_assets("face-model build")
     with _errors():
@@ -294,7 +294,7 @@ def nmfc(
     """Track a video, fit one person's model (paper eq. 2) and write frame | NMFC | overlay as a video."""
     _route("nmfc", verbose)
     from face3d.person import PersonModel
-    from headcast.geometry import (
+    from headcast.fitting import (
         FIT_REPORT,
         PERSON_FILE,
         PERSON_IMAGE,
@@ -486,22 +486,16 @@ def enroll(
 
 def _follow_job(job: str, address: str | None) -> None:
     """Show a job's progress until it ends; exit 1 when it did not succeed."""
-    import time
-
-    from training.jobs import job_info, job_logs
+    from training.jobs import follow_job, job_logs
 
     going_on = f"the job goes on without being followed: `headcast jobs`, `headcast jobs cancel {job}`"
     with _errors(), _interruptible(going_on), _progress() as progress:
         task = progress.add_task("starting", total=None, rate="")
-        while True:
-            info = job_info(job, address)
+        for info in follow_job(job, address):
             if info.progress is not None:
                 eta = f"eta {info.progress.eta_s:.0f} s" if info.progress.eta_s is not None else ""
                 progress.update(task, description=info.progress.stage or info.status.lower(),
                                 total=info.progress.total, completed=info.progress.step, rate=eta)  # fmt: skip
-            if info.finished:
-                break
-            time.sleep(1.0)
         logs = job_logs(job, address)
     last = [line for line in logs.splitlines() if line.strip() and not line.startswith("HEADCAST_PROGRESS")]
     for line in last[-5:]:

@@ -24,6 +24,7 @@ from aiortc import RTCDataChannel, RTCOutboundRtpStreamStats, RTCPeerConnection,
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from signaling.auth import AuthError, Grant, authorize, bearer_token, require, verify_token
+from signaling.avatar_track import AvatarTrack
 from signaling.config import GatewayConfig
 from signaling.enrolment import add_enrolment_routes
 from signaling.errors import GatewayError, RendererUnavailableError
@@ -31,7 +32,6 @@ from signaling.metrics import GatewayMetrics
 from signaling.pages import add_page_routes
 from signaling.renderer import Renderer
 from signaling.sessions import Peer, Room, SenderSession, log_failure
-from signaling.tracks import AvatarTrack
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from aiortc.contrib.media import MediaRelay
 import wire
 from face3d.retarget import SourcePoseTracker
 from inference.protocol import DriveFrame, RenderRequest, RenderResult
+from signaling.avatar_track import AvatarTrack
 from signaling.config import GatewayConfig
 from signaling.errors import GatewayError, RendererUnavailableError
 from signaling.metrics import DROP_REASONS, GatewayMetrics
 from signaling.renderer import Renderer
-from signaling.tracks import AvatarTrack
 from wire import WireError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ ablation "without stage-1 initialisation", from random weights), and:
    kept from stage 1;
 4. trains G, D_I, D_M and D_D adversarially on the target's frames with stage 1's `train_step`.
 
-The step is stage 1's: G is wrapped in `TargetRenderer`, which has the `Renderer` call signature
+The step is stage 1's: G is wrapped in `ConvertedGenerator`, which has the `GeneratorWithEmbedder` call signature
 but renders with the converted G and hands back the constant ê, so `train_step`, `BatchSampler`
 and the losses are reused unchanged (L_EMB has weight 0: there is no E to train).
 
@@ -164,8 +164,8 @@ class FinetuneResult:
         return self.step >= self.total_steps
 
 
-class TargetRenderer(nn.Module):
-    """A converted G behind stage 1's `Renderer` signature: `forward(nmfc, references)` → frames, masks, ê.
+class ConvertedGenerator(nn.Module):
+    """A converted G behind stage 1's `GeneratorWithEmbedder` signature: `forward(nmfc, references)` → frames, masks, ê.
 
     The references are ignored (E is gone after eq. 9); ê is a buffer, so it is saved with the
     module but never trained, and `train_step`'s L_EMB sees a constant (its weight is 0 anyway).
@@ -174,7 +174,7 @@ class TargetRenderer(nn.Module):
     def __init__(self, generator: Generator, identity: Tensor) -> None:
         super().__init__()
         if not generator.converted:
-            raise ValueError("TargetRenderer needs a generator converted to one target's instance norms")
+            raise ValueError("ConvertedGenerator needs a generator converted to one target's instance norms")
         self.generator = generator
         self.register_buffer("identity", identity.detach().clone())
 
@@ -326,10 +326,10 @@ def stage_two_config(stage_one: PretrainConfig, config: FinetuneConfig) -> Pretr
 
 @dataclass
 class _StageTwo:
-    """The fine-tuning networks: the converted G behind a TargetRenderer, and the critics."""
+    """The fine-tuning networks: the converted G behind a ConvertedGenerator, and the critics."""
 
     modules: StageOneModules
-    renderer: TargetRenderer
+    renderer: ConvertedGenerator
     identity: Tensor
 
 
@@ -361,7 +361,7 @@ def _fresh_networks(
         identity = mean_identity(embedder, frames_tensor(clips))  # eq. 9
     modules.generator.convert_adain_to_instance_norm(identity)
     modules.critics.image.use_single_identity(identity)
-    return _StageTwo(modules, TargetRenderer(modules.generator, identity), identity)
+    return _StageTwo(modules, ConvertedGenerator(modules.generator, identity), identity)
 
 
 def _resumed_networks(step_config: PretrainConfig, state: dict[str, Any], path: Path) -> _StageTwo:
@@ -371,7 +371,7 @@ def _resumed_networks(step_config: PretrainConfig, state: dict[str, Any], path: 
     modules.generator.convert_adain_to_instance_norm(identity)
     modules.critics.image.use_single_identity(identity)
     _load_parts(modules, state, STAGE_TWO_PARTS, f"checkpoint {path}")
-    return _StageTwo(modules, TargetRenderer(modules.generator, identity), identity)
+    return _StageTwo(modules, ConvertedGenerator(modules.generator, identity), identity)
 
 
 def _checkpoint_state(

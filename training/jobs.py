@@ -33,6 +33,7 @@ The progress contract for a job entrypoint:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -134,14 +135,6 @@ class JobProgress:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise JobError(f"not a progress record ({error!r}): {dict(data)}") from error
-
-
-def estimate_eta_s(started_at: float, step: int, total: int, now: float | None = None) -> float | None:
-    """Return the seconds left if the remaining steps go as fast as the finished ones, None before step 1."""
-    if step <= 0 or total <= 0:
-        return None
-    elapsed = (time.time() if now is None else now) - started_at
-    return max(0.0, elapsed / step * (total - step))
 
 
 def write_progress(path: str | Path, progress: JobProgress) -> None:
@@ -664,11 +657,18 @@ def list_jobs(address: str | None = None, include_foreign: bool = False) -> list
 
 
 def job_info(submission_id: str, address: str | None = None) -> JobInfo:
-    """Return one job's status, times and progress; JobError when the cluster does not know the id."""
+    """Return one job's status, times and progress; JobError when the cluster does not know the id.
+
+    Progress comes from the job's progress file, or from its HEADCAST_PROGRESS log lines where that
+    file is out of reach (a job on a remote cluster writes it on another machine).
+    """
     target = _resolve_address(address, start=False)
     client = _client(target)
     with _translated(target):
-        return _job_info(client.get_job_info(submission_id))
+        info = _job_info(client.get_job_info(submission_id))
+        if info.progress is None:
+            info = dataclasses.replace(info, progress=progress_from_logs(client.get_job_logs(submission_id)))
+    return info
 
 
 def job_logs(submission_id: str, address: str | None = None) -> str:
@@ -680,12 +680,6 @@ def job_logs(submission_id: str, address: str | None = None) -> str:
         return logs
 
 
-def job_progress(submission_id: str, address: str | None = None) -> JobProgress | None:
-    """Return the job's latest progress: from its progress file, else from the lines in its logs."""
-    info = job_info(submission_id, address)
-    return info.progress or progress_from_logs(job_logs(submission_id, address))
-
-
 def cancel_job(submission_id: str, address: str | None = None) -> bool:
     """Return True when the job was still running and has been asked to stop (SIGTERM, then SIGKILL)."""
     target = _resolve_address(address, start=False)
@@ -694,19 +688,11 @@ def cancel_job(submission_id: str, address: str | None = None) -> bool:
         return bool(client.stop_job(submission_id))
 
 
-def wait_job(submission_id: str, timeout_s: float, address: str | None = None, poll_s: float = 0.5) -> JobInfo:
-    """Return the job's final JobInfo once it is SUCCEEDED, FAILED or STOPPED; JobError after `timeout_s`."""
-    target = _resolve_address(address, start=False)
-    client = _client(target)
-    deadline = time.monotonic() + timeout_s
+def follow_job(submission_id: str, address: str | None = None, poll_s: float = 1.0) -> Iterator[JobInfo]:
+    """Yield the job's JobInfo every `poll_s` seconds until it has ended; the last one yielded is final."""
     while True:
-        with _translated(target):
-            info = _job_info(client.get_job_info(submission_id))
+        info = job_info(submission_id, address)
+        yield info
         if info.finished:
-            return info
-        if time.monotonic() >= deadline:
-            raise JobError(
-                f"job {submission_id} is still {info.status} after {timeout_s:.0f} s; "
-                f"`headcast jobs` shows its progress, cancel_job stops it"
-            )
+            return
         time.sleep(poll_s)

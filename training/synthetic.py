@@ -311,16 +311,3 @@ def _vertex_normals(vertices: FloatArray, triangles: npt.NDArray[np.int32]) -> F
         np.add.at(normals, triangles[:, i], face)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return normals / np.maximum(length, 1e-12)
-
-
-def contact_sheet(clip: SyntheticClip, every: int = 5) -> UInt8Array:
-    """Return an image a person can look at: rows of frame | NMFC | mask (mouth box drawn) per sampled frame."""
-    import cv2
-
-    rows = []
-    for t in range(0, len(clip), every):
-        frame = clip.frames[t].copy()
-        x0, y0, x1, y1 = (int(v) for v in clip.mouth_boxes[t])
-        cv2.rectangle(frame, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 0), 1)
-        rows.append(np.concatenate([frame, clip.nmfc[t], np.repeat(clip.masks[t][:, :, None], 3, axis=2)], axis=1))
-    return np.concatenate(rows, axis=0)

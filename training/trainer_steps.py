@@ -126,7 +126,7 @@ class PretrainConfig(configs.StrictConfig):
         return fitting
 
 
-class Renderer(nn.Module):
+class GeneratorWithEmbedder(nn.Module):
     """G and E together: one forward renders a whole window (one forward per backward, as DDP wants)."""
 
     def __init__(self, generator: Generator, embedder: IdentityEmbedder) -> None:
@@ -270,7 +270,7 @@ class Critics(nn.Module):
 class StageOneModules:
     """The networks of stage 1 and the frozen perceptual loss."""
 
-    renderer: Renderer
+    renderer: GeneratorWithEmbedder
     critics: Critics
     perceptual: PerceptualLoss
     model_config: ModelConfig
@@ -311,7 +311,7 @@ def build_modules(config: PretrainConfig, num_identities: int, device: torch.dev
             f"({model_config.identity_dim}): W_i is matched against ê"
         )
     torch.manual_seed(config.seed)
-    renderer = Renderer(Generator(model_config.generator), IdentityEmbedder(model_config.embedder))
+    renderer = GeneratorWithEmbedder(Generator(model_config.generator), IdentityEmbedder(model_config.embedder))
     dynamics_steps = config.dynamics_steps(critics_config) if config.use_dynamics else ()
     critics = Critics(critics_config, num_identities, config.use_mouth, dynamics_steps)
     perceptual = PerceptualLoss(config.vgg_weights)

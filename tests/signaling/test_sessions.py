@@ -16,11 +16,11 @@ from aiortc.mediastreams import MediaStreamError
 import wire
 from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
+from signaling.avatar_track import VIDEO_CLOCK_RATE, AvatarTrack
 from signaling.config import GatewayConfig, LimitsConfig
 from signaling.metrics import GatewayMetrics
 from signaling.renderer import ServeRenderer
 from signaling.sessions import PacketRateLimit, SenderSession, peek_seq, seq_newer
-from signaling.tracks import VIDEO_CLOCK_RATE, AvatarTrack
 
 JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
 

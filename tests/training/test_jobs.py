@@ -66,11 +66,19 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[jobs.HeadInfo]:
             assert not cluster.state_path.exists()
 
 
+def final(submission_id: str) -> jobs.JobInfo:
+    """Return the job's last JobInfo, following it as `headcast enroll` does (JOB_TIMEOUT_S is only a safety net)."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    for info in jobs.follow_job(submission_id, poll_s=0.5):
+        assert time.monotonic() < deadline, f"job {submission_id} still {info.status} after {JOB_TIMEOUT_S} s"
+    return info
+
+
 def test_a_job_that_reports_progress_succeeds(head: jobs.HeadInfo) -> None:
     submission_id = jobs.submit_job(
         [sys.executable, "-c", REPORTS_THREE_TIMES], name="Count to three", metadata={"target": "anna"}
     )
-    info = jobs.wait_job(submission_id, timeout_s=JOB_TIMEOUT_S)
+    info = final(submission_id)
 
     assert info.status == "SUCCEEDED", jobs.job_logs(submission_id)
     assert info.name == "Count to three" and info.metadata["target"] == "anna"
@@ -100,16 +108,15 @@ def test_a_cancelled_job_stops(head: jobs.HeadInfo) -> None:
     assert progress is not None, "the job never reported progress"
 
     assert jobs.cancel_job(submission_id)
-    info = jobs.wait_job(submission_id, timeout_s=JOB_TIMEOUT_S)
+    info = final(submission_id)
 
     assert info.status == "STOPPED"
     assert info.progress is not None and 1 <= info.progress.step < 600
-    assert jobs.job_progress(submission_id) == info.progress
 
 
 def test_a_failing_job_fails_with_its_stderr_in_the_logs(head: jobs.HeadInfo) -> None:
     submission_id = jobs.submit_job([sys.executable, "-c", FAILS], name="fails", metadata={})
-    info = jobs.wait_job(submission_id, timeout_s=JOB_TIMEOUT_S)
+    info = final(submission_id)
 
     assert info.status == "FAILED"
     logs = jobs.job_logs(submission_id)
@@ -199,12 +206,6 @@ def test_progress_out_of_range_is_refused() -> None:
         JobProgress(step=4, total=3)
     with pytest.raises(JobError, match="out of range"):
         JobProgress(step=-1, total=3)
-
-
-def test_the_eta_extrapolates_the_pace_so_far() -> None:
-    # 4 of 10 steps in 20 s is 5 s a step, so the 6 steps left take 30 s.
-    assert jobs.estimate_eta_s(started_at=100.0, step=4, total=10, now=120.0) == pytest.approx(30.0)
-    assert jobs.estimate_eta_s(started_at=100.0, step=0, total=10, now=120.0) is None
 
 
 def test_module_entrypoint_uses_this_interpreter_only_for_a_local_cluster() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from base import assets
 from face3d import BLENDSHAPE_INDEX, CanonicalMesh, load_canonical_mesh
-from training.synthetic import EXPRESSIVE, contact_sheet, expressive_basis, paint_texture, synthetic_clip
+from training.synthetic import EXPRESSIVE, expressive_basis, paint_texture, synthetic_clip
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +82,3 @@ def test_texture_has_eyes_and_lips(mesh: CanonicalMesh) -> None:
     assert not np.array_equal(pixel(eye), pixel(cheek))
     red_excess = lambda c: c[0] - 0.5 * (c[1] + c[2])  # noqa: E731
     assert red_excess(pixel(lip)) > red_excess(pixel(cheek)), "lips are redder than skin"
-
-
-def test_contact_sheet_is_an_image() -> None:
-    clip = synthetic_clip(seed=1, frames=10, size_px=64)
-    sheet = contact_sheet(clip, every=5)
-    assert sheet.shape == (2 * 64, 3 * 64, 3) and sheet.dtype == np.uint8
