@@ -42,7 +42,6 @@ turns are 12–22° deep.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +50,6 @@ from pydantic import Field
 
 import configs
 from base.errors import HeadcastError
-from edge.tracking import TrackedFrame
-from face3d import BLENDSHAPE_INDEX
-from face3d.pose import yaw_pitch_roll_deg
 from face3d.warp import mesh_coverage
 
 KINDS: tuple[str, ...] = ("frontal", "mouth open", "left turn", "right turn")
@@ -250,37 +246,6 @@ def choose_references(
         chosen.append(extra)
     kinds = (*(kind for kind in wanted if kind not in stand_ins), *([EXTRA] * (k - len(wanted) + len(stand_ins))))
     return ReferenceChoice(tuple(chosen), kinds, tuple(notes))
-
-
-def eyes_closed_score(blendshapes: npt.NDArray[np.floating]) -> float:
-    """Return how closed the eyes are in one frame: the larger of eyeBlinkLeft and eyeBlinkRight (0 open, 1 shut)."""
-    return float(max(blendshapes[BLENDSHAPE_INDEX["eyeBlinkLeft"]], blendshapes[BLENDSHAPE_INDEX["eyeBlinkRight"]]))
-
-
-def choose_references_from_tracks(
-    frames: Sequence[TrackedFrame],
-    usable: set[int] | None = None,
-    k: int = DEFAULT_K,
-    config: ReferenceCoverage | None = None,
-) -> ReferenceChoice:
-    """Return K reference frames of tracked `frames` (indices into `frames`), by `choose_references`.
-
-    usable: the TrackedFrame.index values whose fit succeeded (e.g. the keys of
-    `training.geometry.fitted_frames`); None: every frame with a face. Frames without a face,
-    blendshapes or pose are never chosen.
-    """
-    count = len(frames)
-    yaw, pitch = np.zeros(count), np.zeros(count)
-    jaw, closed = np.zeros(count), np.ones(count)
-    ok = np.zeros(count, dtype=bool)
-    for i, frame in enumerate(frames):
-        if frame.blendshapes is None or frame.matrix is None or (usable is not None and frame.index not in usable):
-            continue
-        yaw[i], pitch[i], _ = yaw_pitch_roll_deg(frame.matrix)
-        jaw[i] = float(frame.blendshapes[BLENDSHAPE_INDEX["jawOpen"]])
-        closed[i] = eyes_closed_score(frame.blendshapes)
-        ok[i] = frame.face_found
-    return choose_references(yaw, pitch, jaw, closed, ok, k, config)
 
 
 # Reference coverage from the fitted meshes (face3d.warp.mesh_coverage) rather than the tracker's

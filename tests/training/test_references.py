@@ -7,6 +7,8 @@ per-frame arrays made here: a head turning one way, a mouth that never opens, a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -16,18 +18,49 @@ from edge.tracking import TrackedFrame
 from face3d import BLENDSHAPE_INDEX
 from face3d.pose import yaw_pitch_roll_deg
 from training.references import (
+    DEFAULT_K,
     EXTRA,
     KINDS,
     ReferenceChoice,
     ReferenceCoverage,
     ReferenceError,
     choose_references,
-    choose_references_from_tracks,
-    eyes_closed_score,
 )
 
 COVERAGE = ReferenceCoverage()
 NOSE_TIP, RIGHT_CHEEK, LEFT_CHEEK = 1, 234, 454  # MediaPipe mesh vertices (the cheeks of the image's left, right)
+
+
+def eyes_closed_score(blendshapes: npt.NDArray[np.floating]) -> float:
+    """Return how closed the eyes are in one frame: the larger of eyeBlinkLeft and eyeBlinkRight (0 open, 1 shut)."""
+    return float(max(blendshapes[BLENDSHAPE_INDEX["eyeBlinkLeft"]], blendshapes[BLENDSHAPE_INDEX["eyeBlinkRight"]]))
+
+
+def choose_from_tracks(
+    frames: Sequence[TrackedFrame],
+    usable: set[int] | None = None,
+    k: int = DEFAULT_K,
+    config: ReferenceCoverage | None = None,
+) -> ReferenceChoice:
+    """Return K reference frames of tracked `frames` (indices into `frames`), by `choose_references` on the
+    tracker's own pose and blendshapes (enrolment measures the same from the fitted meshes).
+
+    usable: the TrackedFrame.index values whose fit succeeded (e.g. the keys of
+    `training.geometry.fitted_frames`); None: every frame with a face. Frames without a face,
+    blendshapes or pose are never chosen.
+    """
+    count = len(frames)
+    yaw, pitch = np.zeros(count), np.zeros(count)
+    jaw, closed = np.zeros(count), np.ones(count)
+    ok = np.zeros(count, dtype=bool)
+    for i, frame in enumerate(frames):
+        if frame.blendshapes is None or frame.matrix is None or (usable is not None and frame.index not in usable):
+            continue
+        yaw[i], pitch[i], _ = yaw_pitch_roll_deg(frame.matrix)
+        jaw[i] = float(frame.blendshapes[BLENDSHAPE_INDEX["jawOpen"]])
+        closed[i] = eyes_closed_score(frame.blendshapes)
+        ok[i] = frame.face_found
+    return choose_references(yaw, pitch, jaw, closed, ok, k, config)
 
 
 def pose(frame: TrackedFrame) -> tuple[float, float, float]:
@@ -84,7 +117,7 @@ def check_kinds(choice: ReferenceChoice, frames: list[TrackedFrame], usable: set
 
 
 def test_all_the_womans_frames_cover_every_kind(woman: list[TrackedFrame]) -> None:
-    choice = choose_references_from_tracks(woman)
+    choice = choose_from_tracks(woman)
     picked = check_kinds(choice, woman)
     assert choice.notes == ()
     # She turns both ways of the camera: the sign convention checked on the image itself. Turned to her left, she
@@ -97,7 +130,7 @@ def test_all_the_womans_frames_cover_every_kind(woman: list[TrackedFrame]) -> No
 
 
 def test_her_first_shot_alone_passes_with_notes_on_what_is_weak(first_shot: list[TrackedFrame]) -> None:
-    choice = choose_references_from_tracks(first_shot)
+    choice = choose_from_tracks(first_shot)
     check_kinds(choice, first_shot)
     # Every frame of that shot is turned to her left: her right turn is shallow and her frontal not frontal.
     assert any(note.startswith("right turn") for note in choice.notes)
@@ -107,22 +140,20 @@ def test_her_first_shot_alone_passes_with_notes_on_what_is_weak(first_shot: list
 def test_her_closed_mouth_frames_alone_lack_a_mouth_open_frame(woman: list[TrackedFrame]) -> None:
     closed = [f for f in woman if measures([f])["jaw"][0] < COVERAGE.max_neutral_jaw_open]
     with pytest.raises(ReferenceError, match=r"\(mouth open\): no frame with the mouth open: say a few words"):
-        choose_references_from_tracks(closed)
-    assert choose_references_from_tracks(closed, k=1).kinds == ("frontal",)
+        choose_from_tracks(closed)
+    assert choose_from_tracks(closed, k=1).kinds == ("frontal",)
 
 
 def test_unusable_frames_are_never_chosen(woman: list[TrackedFrame]) -> None:
-    best = choose_references_from_tracks(woman)
+    best = choose_from_tracks(woman)
     refused = {woman[i].index for i in best.indices}
     usable = {f.index for f in woman} - refused
-    choice = choose_references_from_tracks(woman, usable=usable)
+    choice = choose_from_tracks(woman, usable=usable)
     assert not {woman[i].index for i in choice.indices} & refused
     check_kinds(choice, woman, usable)
     every_other = {f.index for f in woman[::2]}
     for k in (4, 6):
-        assert {woman[i].index for i in choose_references_from_tracks(woman, usable=every_other, k=k).indices} <= (
-            every_other
-        )
+        assert {woman[i].index for i in choose_from_tracks(woman, usable=every_other, k=k).indices} <= (every_other)
 
 
 # --- recordings made here -----------------------------------------------------------------------------------------
