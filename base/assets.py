@@ -166,7 +166,8 @@ COMMAND_ASSETS: dict[str, tuple[str, ...]] = {
     "face-model build": _TRACKING,
     "preprocess": _ENROLMENT,
     "pretrain": _TRACKING,  # the synthetic corpus is drawn on the canonical mesh
-    "enroll": _ENROLMENT,  # fetched here and again by the job, which may run on another machine
+    "enrol": _ENROLMENT,  # fetched here and again by the job, which may run on another machine
+    "enroll": _ENROLMENT,  # the same command under its American spelling
     "eval": _TRACKING + _IDENTITIES,
     "serve": _TRACKING,  # the NMFC of every frame; the browser pages' tracker
     "edge": _TRACKING,

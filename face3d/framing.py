@@ -1,6 +1,6 @@
 """How a target's face crops are framed: one typed record for preprocessing, enrolment and serving.
 
-Enrolment measures it on the recording (training/enroll.py `crop_record`), the bundle keeps it
+Enrolment measures it on the recording (training/enrol.py `crop_record`), the bundle keeps it
 (`training.crop` of its metadata, as JSON), and serving frames every driven frame the same way
 (inference/avatar.py), so the generator sees faces at the scale it was trained on.
 """

@@ -442,14 +442,14 @@ def pretrain(
 
 
 @app.command()
-def enroll(
+def enrol(
     video: Annotated[Path, typer.Argument(help="a 10-25 s recording of the person to enrol")],
     name: Annotated[str, typer.Option(help="the target id: lowercase letters, digits, '_' or '-'")],
     owner: Annotated[str, typer.Option(help="who owns the target (decides who may drive it)")],
     subject: Annotated[str, typer.Option(help="the recorded person, who consented to be enrolled")],
     base: Annotated[Path | None, typer.Option(help="a stage-1 checkpoint from `headcast pretrain`")] = None,
     registry: Annotated[str | None, typer.Option(help="registry root (path or fsspec URI)")] = None,
-    profile: Annotated[str, typer.Option(help="a profile of configs/enroll.yaml: default, cpu, tiny-ci")] = "default",
+    profile: Annotated[str, typer.Option(help="a profile of configs/enrol.yaml: default, cpu, tiny-ci")] = "default",
     steps: Annotated[int | None, typer.Option(help="fine-tuning steps (default: the profile's)")] = None,
     person: Annotated[int | None, typer.Option(help="which person of the recording (default: most frequent)")] = None,
     address: Annotated[str | None, typer.Option(help="a Ray cluster's dashboard URL (default: a local one)")] = None,
@@ -461,11 +461,12 @@ def enroll(
     The job checks the recording first and refuses it with advice when it cannot work. Cancel it
     with `headcast jobs cancel ID`; submitting the same enrolment again resumes it.
     """
-    _route("enroll", verbose)
-    from inference.registry import default_registry_root, validate_target_id
+    _route("enrol", verbose)
+    from base.targets import validate_target_id
+    from inference.registry import default_registry_root
     from training.jobs import JobError, module_entrypoint, submit_job
 
-    _fetch_assets("enroll")
+    _fetch_assets("enrol")
     with _errors():
         target = validate_target_id(name)
         if not video.is_file():
@@ -477,7 +478,7 @@ def enroll(
         args += ["--base", str(base.resolve())] if base is not None else []
         args += ["--steps", str(steps)] if steps is not None else []
         args += ["--person", str(person)] if person is not None else []
-        job = submit_job(module_entrypoint("training.enroll_job", *args, address=address), address,
+        job = submit_job(module_entrypoint("training.enrol_job", *args, address=address), address,
                          name=f"enrol {target}", metadata={"target": target})  # fmt: skip
     stdout.print(f"submitted enrolment job {job}", highlight=False)
     if wait:
@@ -505,6 +506,10 @@ def _follow_job(job: str, address: str | None) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
+# The American spelling, for those who type it: the same command, not listed in --help.
+app.command("enroll", hidden=True)(enrol)
+
+
 @app.command("eval")
 def evaluate_target(
     target: Annotated[str, typer.Argument(help="an enrolled target id")],
@@ -521,7 +526,7 @@ def evaluate_target(
         typer.Option(help="with --ablations: a stage-1 checkpoint without warp references, for the NMFC-only row"),
     ] = None,
     steps: Annotated[int, typer.Option(help="fine-tuning steps of each ablation variant")] = 500,
-    profile: Annotated[str, typer.Option(help="configs/enroll.yaml profile for the ablations")] = "default",
+    profile: Annotated[str, typer.Option(help="configs/enrol.yaml profile for the ablations")] = "default",
     verbose: Verbose = False,
 ) -> None:
     """Evaluate an enrolled target on its held-out frames (paper §4: self-reenactment).
@@ -532,7 +537,7 @@ def evaluate_target(
     """
     _route("eval", verbose)
     from inference.registry import TargetRegistry, default_registry_root, target_generator
-    from training.enroll import enrolment_clips
+    from training.enrol import enrolment_clips
     from training.evaluate import evaluate
 
     _fetch_assets("eval")
@@ -545,13 +550,13 @@ def evaluate_target(
             report = evaluate(generator, clips, out_dir, holdout=frames, references=bundle.references)
     stdout.print(report.markdown(), highlight=False, markup=False)
     if ablations is not None:
-        from training.enroll import EnrollConfig
+        from training.enrol import EnrolConfig
         from training.evaluate import ablation_table, run_ablations
         from training.finetune import split_holdout
 
         with _errors(), console.status("fine-tuning and evaluating the ablations"):
             train, held = split_holdout(clips, frames, 1)
-            finetune_config = EnrollConfig.load(profile).finetune
+            finetune_config = EnrolConfig.load(profile).finetune
             results = run_ablations(train, held, ablations, finetune_config, out_dir / "ablations", steps,
                                     no_warp_base=no_warp_base)  # fmt: skip
             table = ablation_table(results)

@@ -49,7 +49,7 @@ AVATAR_VIDEO = "avatar.mp4"
 SIDE_BY_SIDE_VIDEO = "side-by-side.mp4"
 CONTACT_SHEET = "contact-sheet.png"
 REPORT = "report.json"
-# The CPU profiles of configs/pretrain.yaml and configs/enroll.yaml the demo's target is trained with.
+# The CPU profiles of configs/pretrain.yaml and configs/enrol.yaml the demo's target is trained with.
 DEMO_PROFILE = "cpu"
 # Stage-1 steps of the demo's base: enough for the fine-tuning to start from faces rather than noise
 # (the enrolment benchmark's 200-step base beat random initialisation), short enough for a first run.
@@ -74,7 +74,7 @@ def ensure_demo_target(
     if TargetRegistry(registry).versions(DEMO_TARGET):
         return registry, True
     from training.clips import synthetic_corpus
-    from training.enroll import EnrollConfig, enroll
+    from training.enrol import EnrolConfig, enrol
     from training.pretrain import pretrain
     from training.trainer_steps import PretrainConfig
 
@@ -83,8 +83,8 @@ def ensure_demo_target(
     log(f"pretraining the demo's base ({base_steps} steps on synthetic faces at {size}², once)")
     base = pretrain(config, synthetic_corpus(4, 48, size, 100), cache / "base", backend="local")
     log("enrolling the clip's woman (few-shot fine-tuning, once)")
-    enroll(clip, DEMO_TARGET, registry, "demo", "the sample clip's woman (OpenCV's Megamind.avi, opencv-doc)",
-           base.checkpoint, EnrollConfig.load(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
+    enrol(clip, DEMO_TARGET, registry, "demo", "the sample clip's woman (OpenCV's Megamind.avi, opencv-doc)",
+           base.checkpoint, EnrolConfig.load(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
     return registry, False
 
 

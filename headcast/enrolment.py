@@ -1,4 +1,4 @@
-"""The gateway's enroller: uploads become `training.enroll_job` Ray jobs, as `headcast enroll` submits them.
+"""The gateway's enroller: uploads become `training.enrol_job` Ray jobs, as `headcast enrol` submits them.
 
 signaling/enrolment.py defines what the gateway needs (`Enroller`: who owns a target, submit a job,
 its progress) without importing training or torch; this module implements it on training/jobs.py.
@@ -28,8 +28,8 @@ from signaling.errors import GatewayError
 if TYPE_CHECKING:
     from training.jobs import JobInfo
 
-ENTRYPOINT = "training.enroll_job"
-METADATA_TARGET = "target"  # what `headcast enroll` stores too
+ENTRYPOINT = "training.enrol_job"
+METADATA_TARGET = "target"  # what `headcast enrol` stores too
 METADATA_OWNER = "owner"
 _STATES: dict[str, EnrolmentState] = {
     "PENDING": "queued",
@@ -42,16 +42,16 @@ _STATES: dict[str, EnrolmentState] = {
 _STAGE_BEFORE_PROGRESS: dict[EnrolmentState, str] = {
     "queued": "waiting for a worker", "running": "starting", "succeeded": "done", "failed": "",
 }  # fmt: skip
-_REFUSED_PREFIX = "enrolment refused: "  # training/enroll_job.py's last line when it refuses a recording
+_REFUSED_PREFIX = "enrolment refused: "  # training/enrol_job.py's last line when it refuses a recording
 
 
 class JobEnroller:
     """Enrolments as Ray jobs on the local head (or the cluster at `address`); the gateway's `Enroller`.
 
     registry: the registry root the jobs commit to (None: inference.registry's default). profile,
-    steps, base: configs/enroll.yaml profile, fine-tuning steps and stage-1 checkpoint of every job.
+    steps, base: configs/enrol.yaml profile, fine-tuning steps and stage-1 checkpoint of every job.
     address: a Ray dashboard URL; None: headcast's local head. work_root: the jobs' work folders
-    (None: `<cache>/enrol`, as `headcast enroll` uses, so a CLI run and a page run resume each other).
+    (None: `<cache>/enrol`, as `headcast enrol` uses, so a CLI run and a page run resume each other).
     """
 
     def __init__(

@@ -14,7 +14,7 @@ box measured in image widths scales away), so no enrolment image size is needed.
 that record is framed from its neutral face's extent at its usual scale (on the sample clip's
 woman 8 % larger than measured).
 
-The background plate is the enrolment's median background *in crop coordinates* (training/enroll.py),
+The background plate is the enrolment's median background *in crop coordinates* (training/enrol.py),
 so compositing happens in the crop: frame = mask · ỹ + (1 − mask) · plate, then resized to the
 output size.
 

@@ -52,7 +52,7 @@ class EnrolmentConfig(configs.StrictConfig):
         10.0, gt=0, description="deadline for asking the enroller about a job or a target (503 after)"
     )
     profile: str = Field(
-        "default", min_length=1, description="configs/enroll.yaml profile the jobs fine-tune with (tiny-ci in CI)"
+        "default", min_length=1, description="configs/enrol.yaml profile the jobs fine-tune with (tiny-ci in CI)"
     )
     steps: int | None = Field(None, ge=1, description="fine-tuning steps; None: the profile's")
     base: Path | None = Field(None, description="a stage-1 checkpoint from `headcast pretrain`; None: fresh networks")

@@ -63,7 +63,7 @@ def build_avatar_bundle(tracks, target_id: str = AVATAR_TARGET, seed: int = 0): 
     from inference.networks import Generator, load_model_config
     from inference.registry import Consent, TargetBundle, TargetMetadata
     from inference.warp import ReferenceFrames
-    from training.enroll import crop_record
+    from training.enrol import crop_record
     from training.geometry import fitted_frames, load_fit_config, mesh_in_crop
     from training.preprocess import PreprocessConfig, crop_boxes, crop_square
     from training.references import choose_references_from_meshes

@@ -11,12 +11,12 @@ from configs import ConfigError
 from edge.config import EdgeConfig
 from inference.serve_config import ServingConfig
 from signaling.config import GatewayConfig
-from training.enroll import EnrollConfig
+from training.enrol import EnrolConfig
 from training.finetune import FinetuneConfig
 from training.preprocess import PreprocessConfig
 from training.trainer_steps import PretrainConfig
 
-FILES = [EdgeConfig, PreprocessConfig, ServingConfig, GatewayConfig, PretrainConfig, EnrollConfig]
+FILES = [EdgeConfig, PreprocessConfig, ServingConfig, GatewayConfig, PretrainConfig, EnrolConfig]
 
 
 @pytest.mark.parametrize("model", FILES, ids=lambda m: m.config_name)
@@ -52,9 +52,9 @@ def test_a_bad_value_names_the_file_and_the_field(tmp_path: Path) -> None:
 
 
 def test_enrolment_refuses_a_pretraining_profile_that_does_not_exist() -> None:
-    # A cross-file constraint, checked when enroll.yaml is read.
+    # A cross-file constraint, checked when enrol.yaml is read.
     with pytest.raises(ConfigError, match=r"no profile 'huge' in configs/pretrain\.yaml"):
-        EnrollConfig.load("cpu", finetune={"pretrain_profile": "huge"})
+        EnrolConfig.load("cpu", finetune={"pretrain_profile": "huge"})
 
 
 def test_a_section_is_loaded_through_its_files_model() -> None:

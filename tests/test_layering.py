@@ -64,5 +64,5 @@ def test_inference_never_imports_training() -> None:
 
 
 def test_training_never_imports_the_cli() -> None:
-    modules = imported_after("import training.enroll, training.enroll_job, training.pretrain, training.evaluate")
+    modules = imported_after("import training.enrol, training.enrol_job, training.pretrain, training.evaluate")
     assert "headcast" not in modules

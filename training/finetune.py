@@ -85,12 +85,12 @@ FinetuneProgress = PretrainProgress
 HELDOUT_FILE = "heldout.json"
 
 
-class EnrollError(HeadcastError):
+class EnrolError(HeadcastError):
     """A target cannot be enrolled (bad recording, name, base or training run); the message says what to do."""
 
 
 class FinetuneConfig(configs.StrictConfig):
-    """Stage-2 fine-tuning (configs/enroll.yaml `finetune`). Steps count optimiser steps of G and of the Ds.
+    """Stage-2 fine-tuning (configs/enrol.yaml `finetune`). Steps count optimiser steps of G and of the Ds.
 
     The networks' sizes, the window and `reference_frames` come from the stage-1 run (the base
     checkpoint's config, or `pretrain_profile` without a base): D_D's temporal scales depend on the
@@ -125,7 +125,7 @@ class FinetuneConfig(configs.StrictConfig):
     @field_validator("pretrain_profile")
     @classmethod
     def _profile_exists(cls, profile: str) -> str:
-        # A cross-file constraint: checked when enroll.yaml is read, not when fine-tuning starts.
+        # A cross-file constraint: checked when enrol.yaml is read, not when fine-tuning starts.
         profiles = configs.load("pretrain")
         if profile not in profiles:
             raise ValueError(f"no profile {profile!r} in configs/pretrain.yaml: choose one of {', '.join(profiles)}")
@@ -226,7 +226,7 @@ def clip_warp_input(generator: Generator, clip: Clip, references: ReferenceFrame
     if not generator.config.warp_references:
         return None
     if references is None or clip.vertices_px is None:
-        raise EnrollError(
+        raise EnrolError(
             f"clip {clip.source}: this generator warps reference frames, and the clip or the target has no meshes "
             "to warp along; preprocess the recording again"
         )
@@ -237,16 +237,16 @@ def choose_warp_references(clips: Sequence[Clip], count: int) -> ReferenceFrames
     """Return `count` of the clips' frames chosen for coverage (training/references.py), as warp references.
 
     The choice reads each frame's fitted mesh (`face3d.warp.mesh_coverage`): its pose, the inner
-    lips' gap and the eyelids' gap. EnrollError says what the recording lacks.
+    lips' gap and the eyelids' gap. EnrolError says what the recording lacks.
     """
     frames = [(c, t) for c, clip in enumerate(clips) for t in range(len(clip))]
     if any(clip.vertices_px is None for clip in clips):
-        raise EnrollError("the clips carry no fitted meshes, so no reference frames can be chosen: preprocess again")
+        raise EnrolError("the clips carry no fitted meshes, so no reference frames can be chosen: preprocess again")
     meshes = np.concatenate([clip.vertices_px for clip in clips if clip.vertices_px is not None])
     try:
         choice = choose_references_from_meshes(meshes, k=count)
     except ReferenceError as error:
-        raise EnrollError(
+        raise EnrolError(
             f"the recording does not cover the face well enough for its reference frames: {error}"
         ) from None
     for note in choice.notes:
@@ -334,18 +334,18 @@ class _StageTwo:
 
 
 def _load_parts(modules: StageOneModules, state: dict[str, Any], parts: Sequence[str], source: str) -> None:
-    """Load the named networks' weights from a checkpoint state; EnrollError names what does not fit."""
+    """Load the named networks' weights from a checkpoint state; EnrolError names what does not fit."""
     targets = modules.parts()
     for key in parts:
         module, saved = targets[key], state.get(key)
         if module is None:
             continue
         if saved is None:
-            raise EnrollError(f"{source} has no {key.replace('_', ' ')}: fine-tune without it or use another base")
+            raise EnrolError(f"{source} has no {key.replace('_', ' ')}: fine-tune without it or use another base")
         try:
             module.load_state_dict(saved)
         except RuntimeError as error:
-            raise EnrollError(f"{source}: {key} does not fit this configuration ({error})") from error
+            raise EnrolError(f"{source}: {key} does not fit this configuration ({error})") from error
 
 
 def _fresh_networks(
@@ -400,9 +400,9 @@ def stage_one_start(base: Path | None, config: FinetuneConfig) -> tuple[Pretrain
     try:
         state = load_checkpoint(Path(base))
     except TrainingError as error:
-        raise EnrollError(f"the base model cannot be used: {error}") from error
+        raise EnrolError(f"the base model cannot be used: {error}") from error
     if state.get("stage", 1) != 1 or "identities" not in state:
-        raise EnrollError(
+        raise EnrolError(
             f"{base} is not a stage-1 (pretraining) checkpoint: give the checkpoint `headcast pretrain` wrote"
         )
     return PretrainConfig.model_validate(state["config"]), state
@@ -422,7 +422,7 @@ def finetune(
 
     base: a stage-1 checkpoint, or None to start from random weights (the paper's ablation).
     `progress` is called after every step; `max_steps` stops at that step, as a kill would (the
-    schedule still counts `config.steps`; a later call resumes). Raises EnrollError with what to do
+    schedule still counts `config.steps`; a later call resumes). Raises EnrolError with what to do
     when there are too few frames, the base does not fit, or the run folder belongs to another run.
     """
     began = time.perf_counter()
@@ -445,16 +445,16 @@ def finetune(
     train = limit_frames(train, config.max_frames)
     training_frames = sum(len(clip) for clip in train)
     if training_frames < config.min_frames:
-        raise EnrollError(
+        raise EnrolError(
             f"only {training_frames} training frames in runs of at least {step_config.window} consecutive frames; "
             f"fine-tuning needs {config.min_frames}: record a longer video (10–20 s, face in view throughout)"
         )
     try:
         point = prepare_run_dir(step_config, run_dir, resume)
     except TrainingError as error:
-        raise EnrollError(str(error)) from error
+        raise EnrolError(str(error)) from error
     if point.state is not None and point.state.get("base") != (str(base) if base is not None else None):
-        raise EnrollError(
+        raise EnrolError(
             f"{run_dir} fine-tunes from {point.state.get('base')}, not {base}: "
             "resume with that base or use a new folder"
         )
@@ -475,7 +475,7 @@ def finetune(
     step = _train(networks, step_config, train, run_dir, point.state, base, device, progress, max_steps, references)
     final = latest_good_checkpoint(run_dir / "checkpoints")
     if final.path is None:
-        raise EnrollError(f"fine-tuning in {run_dir} ended without a checkpoint; see the log")
+        raise EnrolError(f"fine-tuning in {run_dir} ended without a checkpoint; see the log")
     generator = networks.modules.generator.cpu().eval()
     metrics: dict[str, float] = {}
     if step >= step_config.steps:
@@ -501,12 +501,12 @@ def finetune(
 
 
 def _as_one_target(clips: Sequence[Clip], size_px: int) -> list[Clip]:
-    """Return the clips under one identity name (D_I has one row now); EnrollError when they do not fit G."""
+    """Return the clips under one identity name (D_I has one row now); EnrolError when they do not fit G."""
     if not clips:
-        raise EnrollError("no clips to fine-tune on: the recording gave no usable frames")
+        raise EnrolError("no clips to fine-tune on: the recording gave no usable frames")
     sizes = {clip.size_px for clip in clips}
     if sizes != {size_px}:
-        raise EnrollError(
+        raise EnrolError(
             f"the clips are {sorted(sizes)} px but the base model renders {size_px} px: preprocess at size_px {size_px}"
         )
     name = clips[0].identity
@@ -548,7 +548,7 @@ def _train(
                 renderer, critics, optimisers, batch, step_config, step_seed(step_config.seed, step, 0), perceptual
             )
         except TrainingError as error:
-            raise EnrollError(f"fine-tuning failed at step {step + 1}: {error}") from error
+            raise EnrolError(f"fine-tuning failed at step {step + 1}: {error}") from error
         done = step + 1
         seconds = time.perf_counter() - began
         with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as stream:

@@ -576,7 +576,7 @@ def submit_job(
     `num_cpus` reserves CPUs for the entrypoint itself (Ray's default: none).
     """
     if not entrypoint:
-        raise JobError("an empty entrypoint; give the command as a list, e.g. module_entrypoint('training.enroll', …)")
+        raise JobError("an empty entrypoint; give the command as a list, e.g. module_entrypoint('training.enrol', …)")
     target = _resolve_address(address, start=True)
     submission_id = f"headcast-{_slug(name)}-{uuid.uuid4().hex[:8]}"
     progress_path = progress_path_for(submission_id)

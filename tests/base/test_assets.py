@@ -114,7 +114,7 @@ def test_each_command_lists_known_assets_once() -> None:
         "face_landmarker", "face_descriptor", "face_aligner", "selfie_segmentation",
     )  # fmt: skip
     # The demo enrols a target (masks included) and tracks with identities: all of it is fetched up front.
-    assert set(assets.for_command("enroll")) | {"sample_clip"} == set(assets.for_command("demo"))
+    assert set(assets.for_command("enrol")) | {"sample_clip"} == set(assets.for_command("demo"))
     with pytest.raises(AssetError, match="no asset list for 'track --colour'"):
         assets.for_command("track", "--colour")
 

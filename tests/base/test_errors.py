@@ -19,7 +19,7 @@ from training.checkpoint import TrainingError
 from training.clips import ClipError
 from training.corpus import CorpusError
 from training.evaluate import EvaluationError
-from training.finetune import EnrollError
+from training.finetune import EnrolError
 from training.jobs import JobError
 from training.metrics import MetricsError
 from training.references import ReferenceError
@@ -27,7 +27,7 @@ from wire import WireError
 
 ERRORS = [AssetError, TargetIdError, EdgeError, TrackingError, Face3dError, FitError, TopologyError, WireError,
           RenderError, RasterError, RegistryError, WarpError, AuthError, GatewayError, RendererUnavailableError,
-          TrainingError, ClipError, CorpusError, EvaluationError, EnrollError, JobError, MetricsError,
+          TrainingError, ClipError, CorpusError, EvaluationError, EnrolError, JobError, MetricsError,
           ReferenceError]  # fmt: skip
 
 

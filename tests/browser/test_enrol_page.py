@@ -1,7 +1,7 @@
 """The enrolment page end to end: Chromium's fake camera plays the sample clip's woman into /enrol, which shows
 framing hints from MediaPipe in the page, counts down, records 10 s with MediaRecorder, previews it, uploads it
 in chunks (the first chunk's connection is made to fail: the page resumes) and follows the real enrolment job
-(configs/enroll.yaml tiny-ci, 10 fine-tuning steps, on a private local Ray head) until the target is ready; the
+(configs/enrol.yaml tiny-ci, 10 fine-tuning steps, on a private local Ray head) until the target is ready; the
 registry then holds her, with the consent record naming the recording the page hashed.
 
 Chromium is launched here, not through conftest's session browser: its fake camera is fixed per process, and
@@ -275,7 +275,7 @@ def test_the_framing_hints_judge_presence_size_position_and_light(browser: Any, 
     assert [hint.split("near the ")[-1] for what, hint in judged["faces"][4:]] == [
         "left of the picture.", "right of the picture.", "top of the picture.", "bottom of the picture."]  # fmt: skip
     assert judged["box"] == {"x0": 0.3, "y0": 0.2, "x1": 0.7, "y1": 0.8}
-    # configs/enroll.yaml's dark_luminance 40 and bright_luminance 215 are the limits, inclusive of "ok".
+    # configs/enrol.yaml's dark_luminance 40 and bright_luminance 215 are the limits, inclusive of "ok".
     assert judged["light"] == ["unknown", "dark", "ok", "ok", "bright"]
     mean, right_half, empty = judged["means"]
     assert mean == pytest.approx(100.0, abs=0.01) and right_half == pytest.approx(200.0, abs=0.01)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from inference.networks import Generator, GeneratorConfig
 from inference.networks.generator import GeneratorOutput
 from training.clips import Clip, synthetic_corpus
-from training.enroll import EnrollConfig
+from training.enrol import EnrolConfig
 from training.evaluate import (
     ABLATIONS,
     CONTACT_SHEET,
@@ -174,7 +174,7 @@ def test_ablations_fill_the_warp_rows_and_the_papers_five_rows_in_order(target: 
         base_config = PretrainConfig.load("tiny-ci", steps=4, checkpoint_every=4, sample_every=4, generator=generator)
         bases[name] = pretrain(base_config, corpus, tmp_path / name, backend="local").checkpoint
     train, held = split_holdout(target, HELD_FRAMES, 3)
-    config = EnrollConfig.load("tiny-ci").finetune
+    config = EnrolConfig.load("tiny-ci").finetune
     results = run_ablations(train, held, bases["warp"], config, tmp_path / "ablations", steps=2,
                             no_warp_base=bases["no-warp"])  # fmt: skip
     assert list(results) == list(ABLATIONS)

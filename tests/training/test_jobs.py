@@ -67,7 +67,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[jobs.HeadInfo]:
 
 
 def final(submission_id: str) -> jobs.JobInfo:
-    """Return the job's last JobInfo, following it as `headcast enroll` does (JOB_TIMEOUT_S is only a safety net)."""
+    """Return the job's last JobInfo, following it as `headcast enrol` does (JOB_TIMEOUT_S is only a safety net)."""
     deadline = time.monotonic() + JOB_TIMEOUT_S
     for info in jobs.follow_job(submission_id, poll_s=0.5):
         assert time.monotonic() < deadline, f"job {submission_id} still {info.status} after {JOB_TIMEOUT_S} s"
@@ -209,7 +209,7 @@ def test_progress_out_of_range_is_refused() -> None:
 
 
 def test_module_entrypoint_uses_this_interpreter_only_for_a_local_cluster() -> None:
-    assert jobs.module_entrypoint("training.enroll", "--name", "anna") == [
-        sys.executable, "-m", "training.enroll", "--name", "anna"
+    assert jobs.module_entrypoint("training.enrol", "--name", "anna") == [
+        sys.executable, "-m", "training.enrol", "--name", "anna"
     ]  # fmt: skip
-    assert jobs.module_entrypoint("training.enroll", address="http://10.0.0.5:8265")[0] == "python"
+    assert jobs.module_entrypoint("training.enrol", address="http://10.0.0.5:8265")[0] == "python"

@@ -1,13 +1,13 @@
 // Framing and lighting hints for the enrolment recording: is one face in the picture, centred and big
 // enough, and lit neither too dark nor too bright? The enrolment job checks the recording again
-// (training/enroll.py check_recording) and refuses it without enough face frames; these hints let the
+// (training/enrol.py check_recording) and refuses it without enough face frames; these hints let the
 // person fix what they can before recording instead of after a refused upload.
 //
 // The face comes from tracking.js's FaceTracker (MediaPipe, loaded on demand: without it the page
 // still records, with lighting hints only); brightness is the mean luminance of a small copy of the
 // frame drawn into a canvas, over the face's box when there is one.
 
-// configs/enroll.yaml `checks`: the enrolment warns when the face box's mean luminance (0-255) is
+// configs/enrol.yaml `checks`: the enrolment warns when the face box's mean luminance (0-255) is
 // below 40 (noisy landmarks and fits) or above 215 (skin texture clipped away).
 export const DARK_LUMINANCE = 40;
 export const BRIGHT_LUMINANCE = 215;

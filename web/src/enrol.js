@@ -10,7 +10,7 @@ import { FramingCoach } from "./enrol-framing.js";
 import { EnrolRefusal, EnrolmentClient, sha256Hex, Unreachable } from "./enrol-upload.js";
 import { readLink, StatusView, tokenClaims } from "./ui.js";
 
-// The enrolment's needs (configs/enroll.yaml): at least 50 frames with the face — 2 s at 25 fps — and
+// The enrolment's needs (configs/enrol.yaml): at least 50 frames with the face — 2 s at 25 fps — and
 // the paper's 50-500 frames; 10-25 s leaves room for a few bad seconds and keeps uploads small.
 export const MIN_SECONDS = 10;
 export const MAX_SECONDS = 25;

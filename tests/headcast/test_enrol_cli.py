@@ -1,4 +1,4 @@
-"""`headcast enroll` as a user runs it: a real Ray job on a local head, a bundle in the registry."""
+"""`headcast enrol` as a user runs it: a real Ray job on a local head, a bundle in the registry."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
     with VideoFile(sample_clip) as clip:
         woman = [f.rgb for f in clip if 1 <= f.index <= 72]  # her first shot
     video = write_video(tmp_path / "woman.mp4", woman)
-    result = headcast(environment, "enroll", str(video), "--name", "woman", "--owner", "ops", "--subject",
+    result = headcast(environment, "enrol", str(video), "--name", "woman", "--owner", "ops", "--subject",
                       "The woman of the sample clip", "--profile", "tiny-ci", "--steps", "6")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "enrolled woman version" in result.stdout.replace("\n", " ")
@@ -89,10 +89,17 @@ def test_enrolment_runs_as_a_ray_job_and_commits_a_servable_bundle(
 def test_a_faceless_recording_is_refused_before_training(environment: dict[str, str], tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     video = write_video(tmp_path / "noise.mp4", [rng.integers(0, 255, (96, 128, 3), np.uint8) for _ in range(60)])
-    result = headcast(environment, "enroll", str(video), "--name", "nobody", "--owner", "ops", "--subject", "x",
+    result = headcast(environment, "enrol", str(video), "--name", "nobody", "--owner", "ops", "--subject", "x",
                       "--profile", "tiny-ci")  # fmt: skip
     assert result.returncode == 1
     assert "enrolment refused" in result.stdout and "face" in result.stdout
     assert "nobody" not in TargetRegistry(environment["HEADCAST_REGISTRY"]).ids()
-    bad_name = headcast(environment, "enroll", str(video), "--name", "../x", "--owner", "o", "--subject", "s")
+    bad_name = headcast(environment, "enrol", str(video), "--name", "../x", "--owner", "o", "--subject", "s")
     assert bad_name.returncode == 1 and "not a valid target id" in bad_name.stderr
+
+
+def test_the_american_spelling_is_the_same_command_and_not_listed(environment: dict[str, str]) -> None:
+    american = headcast(environment, "enroll", "--help")
+    assert american.returncode == 0 and "Enrol a new target from a short recording" in american.stdout
+    listed = headcast(environment, "--help").stdout
+    assert " enrol " in listed and " enroll " not in listed

@@ -1,6 +1,6 @@
 """Enrolling a new target: recording → checks → person model, NMFC and masks → fine-tuning → registry bundle.
 
-`enroll(video, name, registry_root, owner, consent_subject, base, config, work_dir)` runs the whole
+`enrol(video, name, registry_root, owner, consent_subject, base, config, work_dir)` runs the whole
 pipeline of the enrolment line of docs/design.md's flow in this process (a Ray job wraps it elsewhere):
 
 1. the name is validated and the recording hashed (sha256: the consent record names exactly
@@ -51,7 +51,7 @@ from inference.registry import Consent, RegistryError, TargetBundle, TargetMetad
 from training.clips import Clip, ClipError, load_clip
 from training.corpus import CorpusVideo
 from training.finetune import (
-    EnrollError,
+    EnrolError,
     FinetuneConfig,
     FinetuneProgress,
     FinetuneResult,
@@ -63,17 +63,17 @@ from training.geometry import fitted_frames, load_fit_config
 from training.preprocess import PreprocessConfig, config_record, consecutive_runs, write_runs
 
 __all__ = [
-    "EnrollConfig",
-    "EnrollError",
-    "EnrollResult",
+    "EnrolConfig",
+    "EnrolError",
+    "EnrolResult",
     "FinetuneConfig",
     "RecordingCheck",
     "RecordingChecks",
     "background_plate",
     "check_recording",
     "clips_sha256",
-    "enroll",
-    "enroll_clips",
+    "enrol",
+    "enrol_clips",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ PERSON_FILE = "person.npz"
 
 
 class RecordingChecks(configs.StrictConfig):
-    """What a recording must offer before fine-tuning starts (configs/enroll.yaml `checks`, numbers justified there)."""
+    """What a recording must offer before fine-tuning starts (configs/enrol.yaml `checks`, numbers justified there)."""
 
     min_frames: int = Field(50, ge=1, description="fewest decoded frames; shorter recordings are refused")
     min_face_frames: int = Field(50, ge=1, description="fewest frames with the chosen person's face")
@@ -112,10 +112,10 @@ class RecordingChecks(configs.StrictConfig):
     )
 
 
-class EnrollConfig(configs.StrictConfig):
-    """An enrolment (configs/enroll.yaml): fine-tuning, the recording's checks and the background plate."""
+class EnrolConfig(configs.StrictConfig):
+    """An enrolment (configs/enrol.yaml): fine-tuning, the recording's checks and the background plate."""
 
-    config_name = "enroll"
+    config_name = "enrol"
     finetune: FinetuneConfig = FinetuneConfig()
     checks: RecordingChecks = RecordingChecks()
     background_threshold: int = Field(
@@ -124,7 +124,7 @@ class EnrollConfig(configs.StrictConfig):
     inpaint_radius_px: int = Field(3, ge=1, description="cv2.inpaint (Telea) radius for plate pixels never seen")
 
     @model_validator(mode="after")
-    def _enough_face_frames(self) -> EnrollConfig:
+    def _enough_face_frames(self) -> EnrolConfig:
         if self.checks.min_face_frames < self.finetune.min_frames:
             raise ValueError(
                 f"checks.min_face_frames ({self.checks.min_face_frames}) must be at least finetune.min_frames "
@@ -159,7 +159,7 @@ class RecordingCheck:
 def check_recording(
     tracks: Tracks, config: RecordingChecks, video: Path | None = None, person: int | None = None
 ) -> RecordingCheck:
-    """Return the check of a tracked recording, or raise EnrollError saying what to record instead.
+    """Return the check of a tracked recording, or raise EnrolError saying what to record instead.
 
     Refused: no decodable frame (corrupt), fewer than `min_frames` frames (too short), no face, a
     face in fewer than `min_face_fraction` of the frames (mostly occluded or out of view), fewer
@@ -169,24 +169,24 @@ def check_recording(
     count = len(tracks.frames)
     if count == 0:
         problems = "; ".join(tracks.warnings) or "no frame decoded"
-        raise EnrollError(
+        raise EnrolError(
             f"the recording has no decodable frame ({problems}): it is corrupt or empty. "
             "Record again, or re-encode it (e.g. `ffmpeg -i in.mov out.mp4`)."
         )
     seconds = count / tracks.source.fps if tracks.source.fps > 0 else float("nan")
     if count < config.min_frames:
-        raise EnrollError(
+        raise EnrolError(
             f"the recording is too short: {count} frames ({seconds:.1f} s); enrolment needs at least "
             f"{config.min_frames} frames. Record 10–20 s of yourself talking, face in view throughout."
         )
     if tracks.face_frames == 0:
-        raise EnrollError(
+        raise EnrolError(
             f"no face in any of the recording's {count} frames. Record your face frontally, well lit, "
             "filling at least a quarter of the picture."
         )
     fraction = tracks.face_frames / count
     if fraction < config.min_face_fraction:
-        raise EnrollError(
+        raise EnrolError(
             f"a face is visible in only {tracks.face_frames} of {count} frames ({fraction:.0%}; at least "
             f"{config.min_face_fraction:.0%} needed): the face is mostly occluded or out of view. Record again "
             "with nothing in front of the face (hands, hair, a microphone) and the whole head in the picture."
@@ -195,7 +195,7 @@ def check_recording(
     frames = [f for f in tracks.frames if f.face_found and f.identity == chosen]
     if len(frames) < config.min_face_frames:
         who = f"person {chosen}'s face" if chosen >= 0 else "a face"
-        raise EnrollError(
+        raise EnrolError(
             f"only {len(frames)} frames show {who}; enrolment needs at least {config.min_face_frames}. "
             "Record a longer stretch of that person, face in view and unobstructed."
         )
@@ -209,17 +209,17 @@ def check_recording(
 
 
 def _choose_person(tracks: Tracks, person: int | None) -> tuple[int, list[str]]:
-    """Return the enrolled person's id and notes saying how they were chosen; EnrollError for an unknown one."""
+    """Return the enrolled person's id and notes saying how they were chosen; EnrolError for an unknown one."""
     if not tracks.people:
         # Faces too small to describe were not grouped: every face frame is taken as the one person.
         if person is not None and person != -1:
-            raise EnrollError(f"person {person} is not in the recording: its faces were not grouped into people")
+            raise EnrolError(f"person {person} is not in the recording: its faces were not grouped into people")
         return -1, ["the faces were too small to tell people apart: every face frame is enrolled"]
     known = {p.id: p for p in tracks.people}
     listing = ", ".join(f"person {p.id} ({p.frames} frames)" for p in tracks.people)
     if person is not None:
         if person not in known:
-            raise EnrollError(f"there is no person {person} in the recording; it has {listing}: choose one of them")
+            raise EnrolError(f"there is no person {person} in the recording; it has {listing}: choose one of them")
         notes = [f"{len(known)} people in the recording: enrolling person {person}, as chosen ({listing})"]
         return person, notes if len(known) > 1 else []
     main = tracks.main_person()
@@ -328,11 +328,11 @@ def clips_sha256(clips: Sequence[Clip]) -> str:
 
 
 @dataclass(frozen=True)
-class EnrollResult:
+class EnrolResult:
     """What an enrolment did.
 
     version: the registry version written, or None when fine-tuning stopped early (`max_steps`) and
-    nothing was written; check: the recording's check (None for `enroll_clips`); finetune: the
+    nothing was written; check: the recording's check (None for `enrol_clips`); finetune: the
     fine-tuning result (held-out metrics in `finetune.metrics`); warnings and notes for the user.
     """
 
@@ -358,14 +358,14 @@ def _now_utc() -> str:
 
 
 def _validated_name(name: str) -> str:
-    """Return `name` when it is a valid target id; EnrollError saying which names are valid otherwise."""
+    """Return `name` when it is a valid target id; EnrolError saying which names are valid otherwise."""
     try:
         return validate_target_id(name)
     except TargetIdError as error:
-        raise EnrollError(str(error)) from None
+        raise EnrolError(str(error)) from None
 
 
-def enroll_clips(
+def enrol_clips(
     clips: Sequence[Clip],
     name: str,
     registry_root: str,
@@ -373,7 +373,7 @@ def enroll_clips(
     consent_subject: str,
     person_model: PersonModel,
     base: Path | None,
-    config: EnrollConfig,
+    config: EnrolConfig,
     work_dir: Path,
     *,
     recording_sha256: str | None = None,
@@ -384,7 +384,7 @@ def enroll_clips(
     notes: Sequence[str] = (),
     device: str = "cpu",
     crop: CropFraming | None = None,
-) -> EnrollResult:
+) -> EnrolResult:
     """Return the enrolment of already-preprocessed `clips` (one person, in recording order) as target `name`.
 
     Fine-tunes in `work_dir/finetune` (resuming it), then writes the bundle to the registry at
@@ -398,15 +398,15 @@ def enroll_clips(
     try:
         consent = Consent(consent_subject, recorded_at or _now_utc(), recording_sha256 or clips_sha256(clips))
     except RegistryError as error:
-        raise EnrollError(str(error)) from None
+        raise EnrolError(str(error)) from None
     if not owner.strip():
-        raise EnrollError("an enrolled target needs an owner: pass the id of the user who may drive it")
+        raise EnrolError("an enrolled target needs an owner: pass the id of the user who may drive it")
     registry = TargetRegistry(registry_root)
     tuned = finetune(clips, base, config.finetune, Path(work_dir) / FINETUNE_DIR, progress, True, max_steps, device)
     all_notes = (*notes, *tuned.notes)
     warnings = check.warnings if check is not None else ()
     if not tuned.complete:
-        return EnrollResult(target_id, None, registry_root, consent, check, tuned, warnings, all_notes,
+        return EnrolResult(target_id, None, registry_root, consent, check, tuned, warnings, all_notes,
                             time.perf_counter() - began)  # fmt: skip
     # The plate comes from the training frames only: the held-out ones stay unseen by anything trained.
     training, _ = split_holdout(clips, tuned.holdout_frames, 1)
@@ -446,12 +446,12 @@ def enroll_clips(
     try:
         version = registry.save(bundle)
     except (RegistryError, OSError) as error:
-        raise EnrollError(
+        raise EnrolError(
             f"the bundle could not be written to {registry_root} ({error}); fine-tuning is kept in {work_dir}: "
             "fix the registry and run the enrolment again to write it"
         ) from error
     logger.info("enrolled %s as version %s in %s", target_id, version, registry_root)
-    return EnrollResult(target_id, version, registry_root, consent, check, tuned, warnings, all_notes,
+    return EnrolResult(target_id, version, registry_root, consent, check, tuned, warnings, all_notes,
                         time.perf_counter() - began)  # fmt: skip
 
 
@@ -477,23 +477,23 @@ def crop_record(runs: Sequence[Sequence[TrackedFrame]], image_width: int, config
     return CropFraming.measured(extents, image_width, config.crop_margin, config.nmfc_mode)
 
 
-def enroll(
+def enrol(
     video: Path,
     name: str,
     registry_root: str,
     owner: str,
     consent_subject: str,
     base: Path | None,
-    config: EnrollConfig,
+    config: EnrolConfig,
     work_dir: Path,
     person: int | None = None,
     progress: Callable[[FinetuneProgress], None] | None = None,
     max_steps: int | None = None,
     device: str = "cpu",
-) -> EnrollResult:
+) -> EnrolResult:
     """Return the enrolment of the person in `video` as target `name` (see the module docstring for the steps).
 
-    Refuses, before any training and with EnrollError saying what to do, an invalid name, a missing
+    Refuses, before any training and with EnrolError saying what to do, an invalid name, a missing
     consent subject or owner, and a recording that is corrupt, too short, faceless or mostly
     occluded. A rerun with the same `work_dir` resumes: preprocessing is reused when the recording
     (sha256), the chosen person and the configuration are unchanged, and fine-tuning continues
@@ -501,12 +501,12 @@ def enroll(
     """
     _validated_name(name)
     if not consent_subject.strip() or not owner.strip():
-        raise EnrollError("an enrolment records who consented (consent_subject) and who owns the target (owner)")
+        raise EnrolError("an enrolment records who consented (consent_subject) and who owns the target (owner)")
     video = Path(video)
     try:
         digest = sha256_of(video)
     except OSError as error:
-        raise EnrollError(f"cannot read the recording {video} ({error}): give the path of a video file") from None
+        raise EnrolError(f"cannot read the recording {video} ({error}): give the path of a video file") from None
     work = Path(work_dir)
     stage_one_size = _model_size_px(base, config.finetune)
     preprocess_config = PreprocessConfig.load().model_copy(update={"size_px": stage_one_size})
@@ -517,7 +517,7 @@ def enroll(
         logger.warning("%s: %s", video.name, warning)
     for note in prepared.check.notes:
         logger.info("%s: %s", video.name, note)
-    return enroll_clips(
+    return enrol_clips(
         prepared.clips, name, registry_root, owner, consent_subject, prepared.person_model, base, config, work,
         recording_sha256=digest, recorded_at=prepared.recorded_at, progress=progress, max_steps=max_steps,
         check=prepared.check, notes=prepared.notes, device=device, crop=prepared.crop,
@@ -544,13 +544,13 @@ def _preprocess(
     try:
         tracks = track_video(video, identities=True, masks=False)
     except TrackingError as error:
-        raise EnrollError(f"the recording cannot be read: {error}") from None
+        raise EnrolError(f"the recording cannot be read: {error}") from None
     check = check_recording(tracks, checks, video=video, person=person)
     fit = load_fit_config()
     try:
         result = fit_person(tracks.frames_of(check.person), fit)
     except FitError as error:
-        raise EnrollError(
+        raise EnrolError(
             f"the face could not be fitted ({error}): record the face frontally and unobstructed, then turn it a little"
         ) from None
     fitted = fitted_frames(result)
@@ -561,7 +561,7 @@ def _preprocess(
     if short:
         notes.append(f"{short} fitted frames in runs shorter than {config.min_run} frames left out")
     if not kept:
-        raise EnrollError(
+        raise EnrolError(
             f"no {config.min_run} consecutive frames of the face could be fitted: record a steady stretch of video "
             "with the face in view throughout"
         )
@@ -571,7 +571,7 @@ def _preprocess(
         shards, _ = write_runs(source, kept, fitted, config, out)
         clips = [load_clip(out / shard) for shard in shards]
     except (TrackingError, ClipError) as error:
-        raise EnrollError(f"preprocessing the recording failed ({error}): is the file still being written?") from None
+        raise EnrolError(f"preprocessing the recording failed ({error}): is the file still being written?") from None
     result.model.save(out / PERSON_FILE)
     crop = crop_record(kept, tracks.source.width, config)
     record = {
@@ -593,7 +593,7 @@ def _preprocess(
 def _load_preprocessed(work: Path, digest: str, person: int | None, config: PreprocessConfig) -> _Preprocessed | None:
     """Return the preprocessing an earlier run left in `work`, or None when there is none to reuse.
 
-    EnrollError when `work` belongs to another recording: resuming would mix two people.
+    EnrolError when `work` belongs to another recording: resuming would mix two people.
     """
     path = work / RECORDING_FILE
     if not path.is_file():
@@ -604,7 +604,7 @@ def _load_preprocessed(work: Path, digest: str, person: int | None, config: Prep
         logger.warning("%s is damaged (%s): preprocessing the recording again", path, error)
         return None
     if record.get("sha256") != digest:
-        raise EnrollError(
+        raise EnrolError(
             f"{work} holds the enrolment of another recording (sha256 {str(record.get('sha256'))[:12]}…): "
             "use a new work folder for this one"
         )
@@ -636,7 +636,7 @@ def enrolment_clips(work_dir: Path) -> list[Clip]:
         record = json.loads(path.read_text(encoding="utf-8"))
         return [load_clip(Path(work_dir) / PREPROCESSED_DIR / shard) for shard in record["shards"]]
     except (OSError, ValueError, KeyError, ClipError) as error:
-        raise EnrollError(
+        raise EnrolError(
             f"{path} holds no usable enrolment ({error}): enrol the target again, or pass --work-dir where "
             "its enrolment ran"
         ) from None

@@ -1,7 +1,7 @@
 """Enrolment end to end on the sample clip's woman: the warp, the generator, the paper's ablations, cross-reenactment.
 
-    python ops/bench/enroll.py           # full: 200-step bases, the `cpu` profile's fine-tuning steps
-    python ops/bench/enroll.py --quick   # smoke: 10-step bases, 4 fine-tuning steps, JSON only
+    python ops/bench/enrol.py           # full: 200-step bases, the `cpu` profile's fine-tuning steps
+    python ops/bench/enrol.py --quick   # smoke: 10-step bases, 4 fine-tuning steps, JSON only
 
 1. Two stage-1 bases at the `cpu` profile (128²) pretrained in this process on 4 synthetic people:
    the warp generator (configs/models.yaml: 4 warp references) and the NMFC-only generator of the
@@ -41,7 +41,7 @@ from inference.protocol import DriveFrame, RenderRequest
 from inference.registry import TargetRegistry, target_generator
 from inference.warp import prior_blend
 from training.clips import synthetic_corpus
-from training.enroll import EnrollConfig, enroll, enroll_clips, enrolment_clips
+from training.enrol import EnrolConfig, enrol, enrol_clips, enrolment_clips
 from training.evaluate import ablation_table, run_ablations
 from training.finetune import split_holdout
 from training.preprocess import PreprocessConfig, crop_boxes, crop_square
@@ -60,9 +60,9 @@ def main() -> None:
     steps = 4 if args.quick else None
     base_steps = 10 if args.quick else 200
     results: dict[str, Any] = {"profile": PROFILE}
-    out = RESULTS_DIR / ("enroll-woman-quick" if args.quick else "enroll-woman")
+    out = RESULTS_DIR / ("enrol-woman-quick" if args.quick else "enrol-woman")
     clip_path = assets.resolve("sample_clip")
-    with tempfile.TemporaryDirectory(prefix="headcast-bench-enroll-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="headcast-bench-enrol-") as tmp:
         work = Path(tmp)
         bases = {}
         for name, generator in (("warp", {}), ("no warp", {"warp_references": 0})):
@@ -76,10 +76,10 @@ def main() -> None:
         overrides: dict[str, Any] = {"finetune": {"holdout_frames": HER_SECOND_SHOT}}
         if steps is not None:
             overrides["finetune"]["steps"] = steps
-        enrol_config = EnrollConfig.load(PROFILE, **overrides)
+        enrol_config = EnrolConfig.load(PROFILE, **overrides)
         registry = str(work / "registry")
         started = time.perf_counter()
-        woman = enroll(clip_path, "woman", registry, "bench", "the sample clip's woman", bases["warp"],
+        woman = enrol(clip_path, "woman", registry, "bench", "the sample clip's woman", bases["warp"],
                        enrol_config, work / "enrol-woman", person=0)  # fmt: skip
         results["woman"] = {"enrolment_seconds": round(time.perf_counter() - started, 1),
                             "fine_tuning_steps": woman.finetune.total_steps,
@@ -99,7 +99,7 @@ def main() -> None:
         for frames in (50, 250):
             clip = synthetic_corpus(1, frames + 10, clips[0].size_px, 500 + frames)[0]
             started = time.perf_counter()
-            enroll_clips([clip], f"synthetic-{frames}", registry, "bench", "synthetic", person, bases["warp"],
+            enrol_clips([clip], f"synthetic-{frames}", registry, "bench", "synthetic", person, bases["warp"],
                          enrol_config, work / f"enrol-{frames}")  # fmt: skip
             results[f"finetune_{frames}_frames_seconds"] = round(time.perf_counter() - started, 1)
     full, alone = reports["full"], reports["warp alone"]
@@ -113,7 +113,7 @@ def main() -> None:
                f"(same person in {full.same_person_fraction:.0%}); cross-reenactment nearer her than the man in "
                f"{cross['nearer_target_fraction']:.0%} of frames; "
                f"enrolment {results['woman']['enrolment_seconds']} s")  # fmt: skip
-    path = record("enroll", results, summary, args.quick)
+    path = record("enrol", results, summary, args.quick)
     print(results["ablation_table"])
     print(summary)
     print(f"wrote {path}")

@@ -1,6 +1,6 @@
-"""The enrolment Ray job's entrypoint: `python -m training.enroll_job VIDEO --name NAME …`.
+"""The enrolment Ray job's entrypoint: `python -m training.enrol_job VIDEO --name NAME …`.
 
-`headcast enroll` submits this module as a Ray job (training/jobs.py); it runs `enroll` and reports
+`headcast enrol` submits this module as a Ray job (training/jobs.py); it runs `enrol` and reports
 its stages and fine-tuning progress through `report_progress`, so `headcast jobs` shows them with
 an ETA. Exit code 0: the bundle is committed to the registry; 1: refused or failed, with the reason
 as the last line of the job's log.
@@ -15,14 +15,14 @@ from typing import Any
 
 from base import assets
 from base.errors import HeadcastError
-from training.enroll import EnrollConfig, enroll
+from training.enrol import EnrolConfig, enrol
 from training.finetune import FinetuneProgress
 from training.jobs import report_progress
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one enrolment; return the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m training.enroll_job", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.enrol_job", description=__doc__)
     parser.add_argument("video", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--registry", required=True)
@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         overrides: dict[str, Any] = {"finetune": {"steps": args.steps}} if args.steps is not None else {}
-        config = EnrollConfig.load(args.profile, **overrides)
+        config = EnrolConfig.load(args.profile, **overrides)
         report_progress(0, 1, "fetching models")
-        assets.ensure_for("enroll")  # base.assets.COMMAND_ASSETS: the same list as `headcast enroll`
+        assets.ensure_for("enrol")  # base.assets.COMMAND_ASSETS: the same list as `headcast enrol`
         report_progress(0, 1, "tracking, checking and fitting the recording")
-        result = enroll(args.video, args.name, args.registry, args.owner, args.subject, args.base, config,
+        result = enrol(args.video, args.name, args.registry, args.owner, args.subject, args.base, config,
                         args.work_dir, person=args.person, progress=progress)  # fmt: skip
     except HeadcastError as error:
         print(f"enrolment refused: {error}", flush=True)

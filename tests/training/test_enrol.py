@@ -27,16 +27,16 @@ from inference.networks import Generator
 from inference.registry import TargetRegistry, target_generator
 from training.checkpoint import list_checkpoints
 from training.clips import Clip, synthetic_corpus
-from training.enroll import (
-    EnrollConfig,
-    EnrollError,
-    EnrollResult,
+from training.enrol import (
+    EnrolConfig,
+    EnrolError,
+    EnrolResult,
     RecordingChecks,
     background_plate,
     check_recording,
     clips_sha256,
-    enroll,
-    enroll_clips,
+    enrol,
+    enrol_clips,
 )
 from training.finetune import clip_warp_input, finetune, held_out_metrics, split_holdout
 from training.pretrain import PretrainConfig, pretrain
@@ -44,7 +44,7 @@ from training.synthetic import synthetic_clip
 
 SIZE_PX = 64
 TARGET_SEED = 11  # the base is pretrained on seeds 0–3
-TARGET_FRAMES = 60  # 50 to train on, the last 10 held out (configs/enroll.yaml tiny-ci)
+TARGET_FRAMES = 60  # 50 to train on, the last 10 held out (configs/enrol.yaml tiny-ci)
 BASE_STEPS = 120
 # Fine-tuning must keep what the warp alone gives (an untrained warp G: its heads start at zero)
 # within this much (relative) in held-out pixel distance. Measured (0–255 RGB L2, 40 fine-tuning
@@ -54,9 +54,9 @@ BASE_STEPS = 120
 MARGIN = 0.15
 
 
-def tiny(**finetune: Any) -> EnrollConfig:
+def tiny(**finetune: Any) -> EnrolConfig:
     """Return the tiny-ci enrolment profile with overrides of its `finetune` section."""
-    return EnrollConfig.load("tiny-ci", finetune=finetune)
+    return EnrolConfig.load("tiny-ci", finetune=finetune)
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +82,15 @@ def registry_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def enrolled(
     base_checkpoint: Path, target: list[Clip], registry_root: str, tmp_path_factory: pytest.TempPathFactory
-) -> EnrollResult:
+) -> EnrolResult:
     """The target enrolled from the pretrained base (tiny-ci: 40 steps) into `registry_root`."""
     model = synthetic_clip(seed=TARGET_SEED, frames=1, size_px=SIZE_PX).model
-    return enroll_clips(target, "synthetic-target", registry_root, "owner-1", "Synthetic Person", model,
+    return enrol_clips(target, "synthetic-target", registry_root, "owner-1", "Synthetic Person", model,
                         base_checkpoint, tiny(), tmp_path_factory.mktemp("work"))  # fmt: skip
 
 
 def test_fine_tuning_refines_the_warp_without_losing_it(
-    enrolled: EnrollResult, target: list[Clip], tmp_path: Path
+    enrolled: EnrolResult, target: list[Clip], tmp_path: Path
 ) -> None:
     """From the base and from random weights (§4's "without stage-1 initialisation"), with the same frames,
     steps and seed: both stay near the warp alone, which is far below what painting from the NMFC reached."""
@@ -114,7 +114,7 @@ def test_fine_tuning_refines_the_warp_without_losing_it(
 
 
 def test_bundle_loads_back_and_reproduces_the_fine_tuned_generator(
-    enrolled: EnrollResult, target: list[Clip], registry_root: str
+    enrolled: EnrolResult, target: list[Clip], registry_root: str
 ) -> None:
     """The registry's bundle rebuilds G exactly; metadata carries consent, training config and held-out metrics."""
     assert enrolled.committed
@@ -175,8 +175,8 @@ def test_kill_and_resume_keeps_the_registry_untouched_until_the_end(
     model = synthetic_clip(seed=TARGET_SEED, frames=1, size_px=SIZE_PX).model
     config = tiny(steps=6, checkpoint_every=2, sample_every=100)
 
-    def run(work: Path, max_steps: int | None = None) -> EnrollResult:
-        return enroll_clips(target, "resumed", registry.root, "owner-1", "Synthetic Person", model,
+    def run(work: Path, max_steps: int | None = None) -> EnrolResult:
+        return enrol_clips(target, "resumed", registry.root, "owner-1", "Synthetic Person", model,
                             base_checkpoint, config, work, max_steps=max_steps)  # fmt: skip
 
     stopped = run(tmp_path / "work", max_steps=3)
@@ -243,10 +243,10 @@ def woman_tracks(woman_video: Path) -> Tracks:
 
 
 def refused_before_training(video: Path, tmp_path: Path, name: str = "someone") -> str:
-    """Return the EnrollError message of enrolling `video`, after checking nothing was trained or registered."""
+    """Return the EnrolError message of enrolling `video`, after checking nothing was trained or registered."""
     work = tmp_path / "work"
-    with pytest.raises(EnrollError) as refused:
-        enroll(video, name, str(tmp_path / "registry"), "owner-1", "Some One", None, tiny(), work)
+    with pytest.raises(EnrolError) as refused:
+        enrol(video, name, str(tmp_path / "registry"), "owner-1", "Some One", None, tiny(), work)
     assert not (work / "finetune").exists()
     assert TargetRegistry(str(tmp_path / "registry")).ids() == []
     return str(refused.value)
@@ -278,8 +278,8 @@ def test_mostly_occluded_recording_is_refused(woman: list[npt.NDArray[np.uint8]]
 
 def test_invalid_name_is_refused_before_any_work(woman_video: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
-    with pytest.raises(EnrollError, match="not a valid target id: use 1-64 lowercase"):
-        enroll(woman_video, "../escape", str(tmp_path / "registry"), "owner-1", "Some One", None, tiny(), work)
+    with pytest.raises(EnrolError, match="not a valid target id: use 1-64 lowercase"):
+        enrol(woman_video, "../escape", str(tmp_path / "registry"), "owner-1", "Some One", None, tiny(), work)
     assert not work.exists()
 
 
@@ -294,9 +294,9 @@ def test_several_people_use_the_chosen_or_most_frequent_one(woman_tracks: Tracks
     assert "enrolling the most frequent, person 0" in main.notes[0]
     chosen = check_recording(tracks, checks, person=1)
     assert chosen.person == 1 and "as chosen" in chosen.notes[0]
-    with pytest.raises(EnrollError, match="no person 7 in the recording; it has person 0 \\(35 frames\\)"):
+    with pytest.raises(EnrolError, match="no person 7 in the recording; it has person 0 \\(35 frames\\)"):
         check_recording(tracks, checks, person=7)
-    with pytest.raises(EnrollError, match="only 25 frames show person 1's face"):
+    with pytest.raises(EnrolError, match="only 25 frames show person 1's face"):
         check_recording(tracks, RecordingChecks(), person=1)
 
 
@@ -325,9 +325,9 @@ def test_enrolment_of_a_recording_end_to_end_and_resumed(
     woman_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The woman's 60 frames: checked, fitted, cut into 64² clips, fine-tuned, bundled; a rerun reuses it all."""
-    config = EnrollConfig.load("tiny-ci", finetune={"steps": 4, "min_frames": 40}, checks={"min_face_frames": 40})
+    config = EnrolConfig.load("tiny-ci", finetune={"steps": 4, "min_frames": 40}, checks={"min_face_frames": 40})
     root, work = str(tmp_path / "registry"), tmp_path / "work"
-    result = enroll(woman_video, "woman", root, "owner-1", "The Woman", None, config, work)
+    result = enrol(woman_video, "woman", root, "owner-1", "The Woman", None, config, work)
     assert result.committed and result.check is not None and result.check.person == 0
     digest = hashlib.sha256(woman_video.read_bytes()).hexdigest()
     bundle = TargetRegistry(root).load("woman")
@@ -338,7 +338,7 @@ def test_enrolment_of_a_recording_end_to_end_and_resumed(
     def no_tracking(*_: object, **__: object) -> Iterator[None]:
         raise AssertionError("a resumed enrolment must not track the recording again")
 
-    monkeypatch.setattr("training.enroll.track_video", no_tracking)
-    again = enroll(woman_video, "woman", root, "owner-1", "The Woman", None, config, work)
+    monkeypatch.setattr("training.enrol.track_video", no_tracking)
+    again = enrol(woman_video, "woman", root, "owner-1", "The Woman", None, config, work)
     assert again.committed and again.version != result.version
     assert again.consent.recorded_at == result.consent.recorded_at
