@@ -1,7 +1,7 @@
 """The gateway's enroller: uploads become `training.enrol_job` Ray jobs, as `headcast enrol` submits them.
 
 signaling/enrolment.py defines what the gateway needs (`Enroller`: who owns a target, submit a job,
-its progress) without importing training or torch; this module implements it on training/jobs.py.
+its progress) without importing training or torch; this module implements it on training/jobs/.
 Jobs run on headcast's private local Ray head (started with the first submission) or, with
 `address`, on a cluster's Jobs API — then the recordings' folder (`enrolment.uploads_dir`) and the
 registry must be reachable from the cluster's nodes under the same paths.

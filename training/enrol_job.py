@@ -1,6 +1,6 @@
 """The enrolment Ray job's entrypoint: `python -m training.enrol_job VIDEO --name NAME …`.
 
-`headcast enrol` submits this module as a Ray job (training/jobs.py); it runs `enrol` and reports
+`headcast enrol` submits this module as a Ray job (training/jobs/); it runs `enrol` and reports
 its stages and fine-tuning progress through `report_progress`, so `headcast jobs` shows them with
 an ETA. Exit code 0: the bundle is committed to the registry; 1: refused or failed, with the reason
 as the last line of the job's log.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -144,7 +145,9 @@ def test_an_unknown_job_id_is_a_job_error(head: jobs.HeadInfo) -> None:
 
 
 def test_an_unreachable_address_is_named_in_the_error() -> None:
-    address = f"http://127.0.0.1:{jobs._free_port()}"
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        address = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(JobError, match=f"cannot reach a Ray dashboard at {address}"):
         jobs.list_jobs(address)
 
