@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import configs
 from configs import ConfigError
@@ -60,3 +63,31 @@ def test_enrolment_refuses_a_pretraining_profile_that_does_not_exist() -> None:
 def test_a_section_is_loaded_through_its_files_model() -> None:
     with pytest.raises(TypeError, match="a section of a configuration"):
         FinetuneConfig.load()
+
+
+def _drift(model: type[BaseModel], values: dict[str, Any], where: str) -> list[str]:
+    """Return the fields whose default in code is not the value `values` (a file's section) gives them."""
+    drift = []
+    for name, field in model.model_fields.items():
+        if name not in values:
+            drift.append(f"{where}{name}: in the code, not in the file")
+            continue
+        value, annotation = values[name], field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            if not field.is_required():  # a section with a default of its own: compare it, then its fields
+                default = field.get_default(call_default_factory=True).model_dump(mode="json")
+                drift += [f"{where}{name}.{key}" for key in value if default.get(key) != value[key]]
+            else:
+                drift += _drift(annotation, value, f"{where}{name}.")
+        elif field.is_required() or json.dumps(field.get_default(call_default_factory=True), default=str) != json.dumps(
+            value, default=str
+        ):
+            drift.append(f"{where}{name}: {field.get_default()!r} in the code, {value!r} in the file")
+    return drift
+
+
+@pytest.mark.parametrize("model", FILES, ids=lambda m: m.config_name)
+def test_the_code_defaults_are_the_files_so_there_is_one_set_of_defaults(model: type[configs.StrictConfig]) -> None:
+    # The YAML's `default` section is what everyone reads and edits; the models' own defaults exist so a
+    # section can be built in code, and must say the same.
+    assert _drift(model, configs.load_profile(model.config_name), "") == []
