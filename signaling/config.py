@@ -23,6 +23,10 @@ class LimitsConfig(configs.StrictConfig):
     packet_burst: int = Field(
         30, ge=1, description="messages a session may send at once above the sustained rate (a reconnect's backlog)"
     )
+    max_seq_jump: int = Field(
+        1500, ge=1, le=2**30, description="furthest a packet's sequence number may lead the newest (60 s at 25 fps); "
+        "a packet beyond is dropped unless the next one continues from it",
+    )  # fmt: skip
     max_viewers_per_room: int = Field(16, ge=1, description="viewers of one room; each costs one video encoder")
     max_upload_bytes: int = Field(
         256 * 1024 * 1024, ge=1, description="largest enrolment upload (500 frames of 720p video fit in 256 MiB)"

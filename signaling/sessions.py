@@ -47,6 +47,12 @@ def seq_newer(seq: int, than: int) -> bool:
     return 0 < (seq - than) % 2**32 < _HALF_SEQ_RANGE
 
 
+def seq_lead(seq: int, than: int) -> int:
+    """Return how far `seq` comes after `than` across the wrap: negative when it comes before, in (−2**31, 2**31]."""
+    lead = (seq - than) % 2**32
+    return lead - 2**32 if lead > _HALF_SEQ_RANGE else lead
+
+
 def peek_seq(packet: bytes) -> int | None:
     """Return the sequence number in a wire packet's header, None when it has no header of this wire version."""
     if len(packet) < _SEQ_OFFSET + _SEQ.size or packet[0] != wire.WIRE_VERSION:
@@ -128,6 +134,7 @@ class SenderSession:
         self._history: deque[DriveFrame] = deque(maxlen=config.window_frames - 1)
         self._previous: deque[npt.NDArray[np.uint8]] = deque(maxlen=config.previous_frames)
         self._newest_seq: int | None = None
+        self._jumped_to: int | None = None  # a packet far ahead of the newest, dropped until the next continues it
         self._pending: tuple[DriveFrame, float] | None = None  # the newest packet not rendered yet, its arrival
         self._wake = asyncio.Event()
         self._limit = PacketRateLimit(config.limits.max_packets_per_s, config.limits.packet_burst)
@@ -193,8 +200,7 @@ class SenderSession:
         # Staleness is judged on the header before decoding: decoding an old key frame would move the
         # decoder's reference back and make it refuse the newer deltas that follow.
         seq = peek_seq(packet)
-        if seq is not None and self._newest_seq is not None and not seq_newer(seq, self._newest_seq):
-            self._drop("stale")
+        if seq is not None and self._newest_seq is not None and not self._in_window(seq):
             return
         try:
             coefficients = wire.decode(packet, self.decoder)
@@ -208,6 +214,34 @@ class SenderSession:
             self._drop("superseded")
         self._pending = (frame, arrived)
         self._wake.set()
+
+    def _in_window(self, seq: int) -> bool:
+        """Return whether packet `seq` may be decoded; count and explain it when not.
+
+        Newest wins, within a bounded window: a packet at or before the newest is `stale`; one more
+        than `limits.max_seq_jump` ahead is dropped as `bad` (one packet must not move "newest" so far
+        that every later one looks stale), unless it continues from such a packet: a sender whose
+        numbering really jumped (a counter reset, a long cut) resumes from its second packet.
+        """
+        assert self._newest_seq is not None
+        limit = self.config.limits.max_seq_jump
+        lead = seq_lead(seq, self._newest_seq)
+        if 0 < lead <= limit:
+            self._jumped_to = None
+            return True
+        if -limit <= lead <= 0:
+            self._drop("stale")
+            return False
+        jumped, self._jumped_to = self._jumped_to, seq
+        if jumped is not None and 0 < seq_lead(seq, jumped) <= limit:
+            log.info("session %s: sequence numbers resumed at %d (newest was %d)", self.session_id, seq,
+                        self._newest_seq)  # fmt: skip
+            self._jumped_to = None
+            return True
+        self._drop("bad")
+        self._error("bad_packet", f"sequence number {seq} is {lead:+d} from the newest, {self._newest_seq}, "
+                    f"beyond ±{limit}: dropped unless the next packet continues from it")  # fmt: skip
+        return False
 
     def send(self, message: dict[str, Any]) -> None:
         """Send `message` as JSON to the sender, when its channel is open."""

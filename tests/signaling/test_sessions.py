@@ -7,6 +7,7 @@ attached), so these run without the Serve app. Rendering is covered in test_live
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import numpy as np
@@ -137,3 +138,33 @@ def test_the_track_waits_for_the_wall_clock() -> None:
         track.stop()
 
     asyncio.run(main())
+
+
+def test_one_packet_far_ahead_cannot_capture_the_session_and_a_real_jump_resumes() -> None:
+    sender, _ = session()
+    sender.receive(wire.encode_plain(coefficients(100)))
+    far = dataclasses.replace(coefficients(100), seq=100 + 2**31 - 10)  # well-formed, "newer" across the wrap
+    sender.receive(wire.encode_plain(far))
+    for seq in range(101, 106):  # the real sender goes on: every packet still counts
+        sender.receive(wire.encode_plain(coefficients(seq)))
+    pending = sender._pending
+    assert pending is not None and pending[0].coefficients.seq == 105
+    assert sender.counters.dropped["bad"] == 1 and sender.counters.dropped["stale"] == 0
+    # A sender whose numbering really jumped (a restarted counter) resumes from its second packet.
+    jumped = [dataclasses.replace(coefficients(1), seq=seq) for seq in (50_000, 50_001)]
+    sender.receive(wire.encode_plain(jumped[0]))
+    sender.receive(wire.encode_plain(jumped[1]))
+    pending = sender._pending
+    assert pending is not None and pending[0].coefficients.seq == 50_001 and sender.counters.dropped["bad"] == 2
+    sender.receive(wire.encode_plain(jumped[0]))  # and newest-wins holds from there
+    assert sender.counters.dropped["stale"] == 1
+
+
+def test_a_jump_within_the_window_is_a_network_cut_not_an_attack() -> None:
+    sender, _ = session(GatewayConfig(limits=LimitsConfig(max_seq_jump=50)))
+    sender.receive(wire.encode_plain(coefficients(10)))
+    sender.receive(wire.encode_plain(coefficients(60)))  # 50 frames lost: still within the window
+    sender.receive(wire.encode_plain(coefficients(200)))  # 140 ahead: dropped and explained
+    pending = sender._pending
+    assert pending is not None and pending[0].coefficients.seq == 60
+    assert sender.counters.dropped == {"stale": 0, "superseded": 1, "bad": 1, "rate": 0}
