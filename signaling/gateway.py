@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 128  # room and target names: tokens bind them, this only bounds what is stored
 _JSON_ENVELOPE_BYTES = 4096  # an offer's body besides the SDP (its escaping is bounded below)
+CLOSE_GRACE_S = 5.0  # how long closing one peer connection may take before the gateway goes on without it
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -308,6 +309,16 @@ class Gateway:
         peer.pc.on("connectionstatechange", on_state)
         self._spawn(deadline())
 
+    async def _within(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        """Await `coroutine` for at most CLOSE_GRACE_S; past that, leave it running in the background and log so."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(log_failure)
+        _, pending = await asyncio.wait({task}, timeout=CLOSE_GRACE_S)
+        if pending:
+            log.warning("%s took over %.0f s; going on without waiting for it", what, CLOSE_GRACE_S)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run `coroutine` in the background, keeping a reference until it is done."""
         task = asyncio.create_task(coroutine)
@@ -337,13 +348,17 @@ class Gateway:
             peer.video_bytes_sent = sent
 
     async def _close_peer(self, peer: Peer, reason: str) -> None:
-        """Close one peer connection and log its session's end: which, where, after how long, and why."""
+        """Close one peer connection and log its session's end: which, where, after how long, and why.
+
+        The session stops counting against its token at once; closing the connection itself may take
+        a while (or never finish, on a broken link) and is given CLOSE_GRACE_S.
+        """
         if self.peers.pop(peer.session_id, None) is None:
             return  # closed already (closing a peer fires its own state change)
-        await self._count_video_bytes(peer)
         self._release_session(peer.token_id)
         self.metrics.sessions.labels(peer.role).dec()
-        await _close_quietly(peer.pc)
+        await self._count_video_bytes(peer)
+        await self._within(_close_quietly(peer.pc), f"closing session {peer.session_id}'s connection")
         lasted_s = time.monotonic() - peer.started_at
         log.info("session %s ended: room %s, %s, after %.1f s: %s", peer.session_id, peer.room,
                  "sender" if peer.role == "send" else "viewer", lasted_s, peer.ending or reason)  # fmt: skip
@@ -377,7 +392,10 @@ class Gateway:
         background = list(self._background)
         for task in background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        if background:
+            _, pending = await asyncio.wait(background, timeout=CLOSE_GRACE_S)
+            if pending:
+                log.warning("%d background task(s) still running at shutdown: not waiting for them", len(pending))
 
 
 def _background(value: object) -> tuple[int, int, int] | None:

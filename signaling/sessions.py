@@ -11,7 +11,6 @@ dies or times out is retried with backoff; the session never ends because of it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import struct
@@ -40,6 +39,7 @@ log = logging.getLogger(__name__)
 _SEQ = struct.Struct(">I")  # the u32 sequence number at byte 2 of both wire forms (wire/codec.py's header)
 _SEQ_OFFSET = 2
 _HALF_SEQ_RANGE = 2**31
+STOP_GRACE_S = 2.0  # how long a stopping session waits for its cancelled tasks
 
 
 def seq_newer(seq: int, than: int) -> bool:
@@ -375,14 +375,28 @@ class SenderSession:
                 }
             )
 
-    async def stop(self) -> None:
-        """Stop rendering and reporting; the session's state is dropped with it."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop rendering and reporting; the session's state is dropped with it.
+
+        Waits at most `grace_s` for its tasks to end once cancelled: a render call that does not
+        answer its cancellation (a replica mid-frame) must not hold the room, and the session count
+        of its token, open. Such a task is left to end by itself and logged.
+        """
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            log.warning("session %s: %s was still running %.0f s after being cancelled; the session ends without "
+                        "waiting for it", self.session_id, task.get_name(), grace_s)  # fmt: skip
+            _LEFT_RUNNING.add(task)
+            task.add_done_callback(_LEFT_RUNNING.discard)
+
+
+# Tasks a stopped session left running (see SenderSession.stop): referenced until they end.
+_LEFT_RUNNING: set[asyncio.Task[None]] = set()
 
 
 def log_failure(task: asyncio.Task[None]) -> None:

@@ -22,7 +22,7 @@ from face3d.online import OnlineEstimator
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parents[1] / "face3d" / "fixtures" / "wire"
+FIXTURES = Path(__file__).resolve().parents[1] / "wire" / "fixtures"
 GOLDEN = ("plain-neutral", "plain-extremes", "compact-stream")
 
 # In-page: import wire.js and encode a list of frames (JSON Coefficients) with one CompactEncoder, or plainly.

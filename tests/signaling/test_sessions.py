@@ -7,6 +7,7 @@ attached), so these run without the Serve app. Rendering is covered in test_live
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 
@@ -168,3 +169,27 @@ def test_a_jump_within_the_window_is_a_network_cut_not_an_attack() -> None:
     pending = sender._pending
     assert pending is not None and pending[0].coefficients.seq == 60
     assert sender.counters.dropped == {"stale": 0, "superseded": 1, "bad": 1, "rate": 0}
+
+
+def test_a_session_stops_even_when_a_render_ignores_its_cancellation(caplog: pytest.LogCaptureFixture) -> None:
+    # A Serve call that does not answer cancellation (a replica mid-frame) must not hold the room open.
+    sender, _ = session()
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(stubborn(), name="render-s")
+        sender._tasks = [task]
+        await asyncio.sleep(0)
+        await asyncio.wait_for(sender.stop(grace_s=0.1), timeout=30)  # the safety net, not the bound
+        assert not task.done(), "left running, not awaited"
+        released.set()
+        await task
+
+    with caplog.at_level("WARNING", logger="signaling"):
+        asyncio.run(scenario())
+    assert any("render-s was still running" in r.getMessage() for r in caplog.records)
