@@ -66,7 +66,9 @@ class LossWeights(configs.StrictConfig):
     vgg: float = Field(10.0, ge=0, description="λ_VGG: perceptual loss; only used when vgg_weights is set")
     mask: float = Field(10.0, ge=0, description="λ_mask: L1 between predicted and real foreground masks")
     embedding: float = Field(1.0, ge=0, description="weight of eq. 8's L_EMB = 1 − cos(ê_i, W_i) on E")
-    pixel: float = Field(100.0, ge=0, description="L1 pixel reconstruction (not in the paper: the offline dense signal)")
+    pixel: float = Field(
+        100.0, ge=0, description="L1 pixel reconstruction (not in the paper: the offline dense signal)"
+    )
 
 
 class PretrainConfig(configs.StrictConfig):
