@@ -68,8 +68,8 @@ def served_framing(bundle: TargetBundle) -> CropFraming:
     if record:
         return CropFraming.from_json(record)
     section = configs.load("preprocess")
-    margin = float(section.get("crop_margin", 1.8))
-    return CropFraming(neutral_crop_side_widths(bundle.person, margin), margin, section.get("nmfc_mode", "centre"))
+    margin = float(section["crop_margin"])
+    return CropFraming(neutral_crop_side_widths(bundle.person, margin), margin, section["nmfc_mode"])
 
 
 def neutral_crop_side_widths(person: PersonModel, margin: float) -> float:

@@ -311,20 +311,20 @@ class Gateway:
 
     async def _within(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
         """Await `coroutine` for at most CLOSE_GRACE_S; past that, leave it running in the background and log so."""
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(log_failure)
-        _, pending = await asyncio.wait({task}, timeout=CLOSE_GRACE_S)
+        _, pending = await asyncio.wait({self._spawn(coroutine)}, timeout=CLOSE_GRACE_S)
         if pending:
             log.warning("%s took over %.0f s; going on without waiting for it", what, CLOSE_GRACE_S)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run `coroutine` in the background, keeping a reference until it is done."""
-        task = asyncio.create_task(coroutine)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Return `coroutine` running in the background, referenced until it is done (and cancelled at shutdown)."""
+        return self._keep(asyncio.create_task(coroutine))
+
+    def _keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Return `task`, kept referenced until it is done; an error it ends with is logged."""
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(log_failure)
+        return task
 
     async def sample_traffic(self) -> None:
         """Count the video bytes every peer sent and close rooms whose sender went silent, every
@@ -377,7 +377,8 @@ class Gateway:
         self.metrics.rooms.dec()
         c = room.sender.counters
         room.sender_peer.ending = f"{reason} ({c.received} packets received, {c.rendered} frames rendered)"
-        await room.sender.stop()
+        for task in await room.sender.stop():
+            self._keep(task)
         room.track.stop()
         for viewer in list(room.viewers.values()):
             await self._close_viewer(room, viewer, f"the room closed: {reason}")

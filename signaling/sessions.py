@@ -375,28 +375,23 @@ class SenderSession:
                 }
             )
 
-    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """Stop rendering and reporting; the session's state is dropped with it.
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> set[asyncio.Task[None]]:
+        """Stop rendering and reporting; return the tasks still running `grace_s` after being cancelled.
 
-        Waits at most `grace_s` for its tasks to end once cancelled: a render call that does not
-        answer its cancellation (a replica mid-frame) must not hold the room, and the session count
-        of its token, open. Such a task is left to end by itself and logged.
+        A render call that does not answer its cancellation (a replica mid-frame) must not hold the
+        room, and the session count of its token, open: such a task is logged and handed back for the
+        caller to keep until it ends.
         """
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         if not tasks:
-            return
+            return set()
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
         for task in pending:
             log.warning("session %s: %s was still running %.0f s after being cancelled; the session ends without "
                         "waiting for it", self.session_id, task.get_name(), grace_s)  # fmt: skip
-            _LEFT_RUNNING.add(task)
-            task.add_done_callback(_LEFT_RUNNING.discard)
-
-
-# Tasks a stopped session left running (see SenderSession.stop): referenced until they end.
-_LEFT_RUNNING: set[asyncio.Task[None]] = set()
+        return pending
 
 
 def log_failure(task: asyncio.Task[None]) -> None:

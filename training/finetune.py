@@ -258,7 +258,6 @@ def choose_warp_references(clips: Sequence[Clip], count: int) -> ReferenceFrames
 
 
 @torch.no_grad()
-@torch.no_grad()
 def render_clip(
     generator: Generator, clip: Clip, references: ReferenceFrames | None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.uint8] | None]:

@@ -185,8 +185,8 @@ def test_a_session_stops_even_when_a_render_ignores_its_cancellation(caplog: pyt
         task = asyncio.create_task(stubborn(), name="render-s")
         sender._tasks = [task]
         await asyncio.sleep(0)
-        await asyncio.wait_for(sender.stop(grace_s=0.1), timeout=30)  # the safety net, not the bound
-        assert not task.done(), "left running, not awaited"
+        left = await asyncio.wait_for(sender.stop(grace_s=0.1), timeout=30)  # the safety net, not the bound
+        assert left == {task} and not task.done(), "left running, not awaited, handed back to be kept"
         released.set()
         await task
 
