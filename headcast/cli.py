@@ -807,6 +807,8 @@ def serve(
     runtime: Annotated[str | None, typer.Option(help="eager, bf16, compiled, cuda-graphs, onnx or tensorrt")] = None,
     serving_config: Annotated[Path | None, typer.Option(help="a serving.yaml instead of the packaged one")] = None,
     gateway_config: Annotated[Path | None, typer.Option(help="a gateway.yaml instead of the packaged one")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain: serve HTTPS (with --tls-key)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the certificate's PEM private key (unencrypted)")] = None,
     deploy: Annotated[
         bool, typer.Option(help="deploy the Serve app (--no-deploy: a further gateway for an app already running)")
     ] = True,
@@ -823,12 +825,16 @@ def serve(
     from inference.serve_config import ServingConfig
     from signaling.auth import load_secret
     from signaling.config import GatewayConfig
+    from signaling.tls import server_context
 
     _fetch_assets("serve")
     with _errors():
         serving = ServingConfig.load(path=serving_config, registry=registry, num_replicas=replicas, device=device,
                                      runtime=runtime)  # fmt: skip
-        gateway = GatewayConfig.load(path=gateway_config, host=host, port=port, app_name=serving.app_name)
+        gateway = GatewayConfig.load(path=gateway_config, host=host, port=port, app_name=serving.app_name,
+                                     tls_cert=tls_cert, tls_key=tls_key)  # fmt: skip
+        if gateway.tls_cert is not None and gateway.tls_key is not None:
+            server_context(gateway.tls_cert, gateway.tls_key)  # a bad certificate fails before Ray starts
         secret = load_secret()
     import ray
     from ray import serve as ray_serve
@@ -843,7 +849,7 @@ def serve(
         if deploy:
             with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
                 run_app(serving)
-        url = f"http://{gateway.host}:{gateway.port}"
+        url = f"{gateway.scheme}://{gateway.host}:{gateway.port}"
         console.print(f"gateway on {url}: pages {url}/send, {url}/view, {url}/enrol (the token goes after #token=); "
                       "metrics at /metrics; mint tokens with `headcast token`", highlight=False,
                       soft_wrap=True)  # fmt: skip

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 import configs
 from base.cache import cache_dir
+
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")  # what a browser's Origin header carries
 
 
 class LimitsConfig(configs.StrictConfig):
@@ -110,6 +113,15 @@ class GatewayConfig(configs.StrictConfig):
     error_interval_s: float = Field(
         1.0, ge=0, description="a sender gets at most one error message per code this often"
     )
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain: the gateway serves HTTPS (with tls_key). None: plain HTTP, "
+        "which browsers allow the camera on for localhost only",
+    )  # fmt: skip
+    tls_key: Path | None = Field(None, description="the certificate's PEM private key (not encrypted)")
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="origins besides the gateway's own whose pages may call /api/ "
+        "(e.g. https://avatar.example.com when a proxy in front terminates TLS); every other origin gets 403",
+    )  # fmt: skip
     limits: LimitsConfig = LimitsConfig()
     enrolment: EnrolmentConfig = EnrolmentConfig()
 
@@ -118,3 +130,22 @@ class GatewayConfig(configs.StrictConfig):
         if self.default_fps > self.max_fps:
             raise ValueError(f"default_fps {self.default_fps} is above max_fps {self.max_fps}")
         return self
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> GatewayConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("HTTPS needs both tls_cert and tls_key (--tls-cert and --tls-key)")
+        return self
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash")
+        return origins
+
+    @property
+    def scheme(self) -> str:
+        """Return "https" when the gateway serves TLS, else "http"."""
+        return "https" if self.tls_cert is not None else "http"

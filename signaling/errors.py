@@ -29,3 +29,7 @@ class RendererUnavailableError(GatewayError):
 
     def __init__(self, message: str) -> None:
         super().__init__(503, "unavailable", message)
+
+
+class TlsError(HeadcastError):
+    """The gateway's certificate or key cannot be used; the message names the file and what to do."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
 from aiortc import RTCDataChannel, RTCOutboundRtpStreamStats, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -32,6 +34,7 @@ from signaling.metrics import GatewayMetrics
 from signaling.pages import add_page_routes
 from signaling.renderer import Renderer
 from signaling.sessions import Peer, Room, SenderSession, log_failure
+from signaling.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +436,28 @@ class PathAccessLogger(AbstractAccessLogger):
         )  # fmt: skip
 
 
+def origin_guard(config: GatewayConfig) -> Middleware:
+    """Return the middleware refusing /api/ requests made by pages of other origins (403 `bad_origin`).
+
+    A browser names the page's origin in every cross-origin request and in same-origin ones that are
+    not GET; the gateway's own pages come from its own origin (scheme and Host of the request) or one of
+    `allowed_origins`. A copy of a page served elsewhere cannot use a token it got hold of, not even
+    with a "simple" request that needs no CORS preflight. Clients that are not browsers send no Origin.
+    """
+    allowed = frozenset(config.allowed_origins)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        own = f"{request.scheme}://{request.host}"
+        if origin is not None and request.path.startswith("/api/") and origin not in (own, *allowed):
+            raise GatewayError(403, "bad_origin", f"pages of {origin} may not use this gateway's API: open the "
+                               "gateway's own pages (or list the origin in allowed_origins)")  # fmt: skip
+        return await handler(request)
+
+    return guard
+
+
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
@@ -444,7 +469,7 @@ def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes, enrolle
     """
     gateway = Gateway(config, renderer, secret)
     max_body = 2 * config.limits.max_sdp_bytes + _JSON_ENVELOPE_BYTES
-    app = web.Application(middlewares=[gateway.errors], client_max_size=max_body)
+    app = web.Application(middlewares=[gateway.errors, origin_guard(config)], client_max_size=max_body)
     app[GATEWAY_KEY] = gateway
     app.router.add_post("/api/rooms/{room}/send", gateway.send)
     app.router.add_post("/api/rooms/{room}/view", gateway.view)
@@ -485,13 +510,15 @@ class RunningGateway:
 async def start_gateway(
     config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None
 ) -> RunningGateway:
-    """Return a gateway serving on `config.host`:`config.port` (0: a free port) in the running loop."""
+    """Return a gateway serving on `config.host`:`config.port` (0: a free port) in the running loop (HTTPS
+    when the config names a certificate)."""
+    ssl_context = _ssl_context(config)  # before anything starts: a bad certificate fails with nothing to undo
     runner = web.AppRunner(create_app(config, renderer, secret, enroller), access_log_class=PathAccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
     await site.start()
     host, port = runner.addresses[0][:2]
-    return RunningGateway(f"http://{host}:{port}", runner)
+    return RunningGateway(f"{config.scheme}://{host}:{port}", runner)
 
 
 def run_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes, enroller: Any = None) -> None:
@@ -500,5 +527,13 @@ def run_gateway(config: GatewayConfig, renderer: Renderer, secret: bytes, enroll
         create_app(config, renderer, secret, enroller),
         host=config.host,
         port=config.port,
+        ssl_context=_ssl_context(config),
         access_log_class=PathAccessLogger,
     )
+
+
+def _ssl_context(config: GatewayConfig) -> ssl.SSLContext | None:
+    """Return the TLS context of the config's certificate and key; None for plain HTTP."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    return server_context(config.tls_cert, config.tls_key)

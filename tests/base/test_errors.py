@@ -14,7 +14,7 @@ from inference.raster_torch import RasterError
 from inference.registry import RegistryError
 from inference.warp import WarpError
 from signaling.auth import AuthError
-from signaling.errors import GatewayError, RendererUnavailableError
+from signaling.errors import GatewayError, RendererUnavailableError, TlsError
 from training.checkpoint import TrainingError
 from training.clips import ClipError
 from training.corpus import CorpusError
@@ -28,7 +28,7 @@ from wire import WireError
 ERRORS = [AssetError, TargetIdError, EdgeError, TrackingError, Face3dError, FitError, TopologyError, WireError,
           RenderError, RasterError, RegistryError, WarpError, AuthError, GatewayError, RendererUnavailableError,
           TrainingError, ClipError, CorpusError, EvaluationError, EnrolError, JobError, MetricsError,
-          ReferenceError]  # fmt: skip
+          ReferenceError, TlsError]  # fmt: skip
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)

@@ -268,3 +268,14 @@ def test_pretrain_runs_on_ray_train_and_continues_after_a_stop(tmp_path: Path) -
     assert steps == [1, 2, 3, 4, 5, 6], "the second call continued from step 4 instead of starting over"
     refused = headcast("pretrain", "--out", str(tmp_path / "other"), "--profile", "nonsense")
     assert refused.returncode == 1 and "no profile 'nonsense'" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [(["--tls-cert", "missing-cert.pem", "--tls-key", "missing-key.pem"], "does not exist"),
+     (["--tls-cert", "missing-cert.pem"], "both tls_cert and tls_key")],
+)  # fmt: skip
+def test_serve_refuses_unusable_tls_before_starting_ray(options: list[str], words: str) -> None:
+    done = headcast("serve", "--port", "0", *options)
+    assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
+    assert "gateway on" not in done.stderr  # nothing was started
