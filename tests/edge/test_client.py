@@ -591,15 +591,39 @@ def test_a_silent_gateway_counts_as_a_drop(
     live(scenario)
 
 
-async def run_edge_cli(
-    url: str, record: Path, *more: str, interrupt_when: Callable[[], bool] | None = None
-) -> tuple[int, str]:
-    """Return (exit code, output) of `headcast edge` on the sample clip, run as a child process; with
-    `interrupt_when`, Ctrl-C (SIGINT) is sent to it once that holds."""
+def looped_clip(path: Path, times: int) -> Path:
+    """Write the sample clip `times` over, one after the other, to `path` (its packets copied, not re-encoded)."""
+    import av
+
     from base import assets
 
-    clip = str(assets.resolve("sample_clip"))
-    command = [sys.executable, "-m", "headcast", "edge", "--source", clip, "--server", url,
+    with av.open(str(assets.resolve("sample_clip"))) as clip, av.open(str(path), "w") as out:
+        source = clip.streams.video[0]
+        stream = out.add_stream_from_template(source)
+        offset = 0
+        for _ in range(times):
+            clip.seek(0)
+            last = 0
+            for packet in clip.demux(source):
+                if packet.dts is None or packet.pts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.pts, packet.dts = packet.pts + offset, packet.dts + offset
+                last = packet.pts
+                packet.stream = stream
+                out.mux(packet)
+            offset = last + 1
+    return path
+
+
+async def run_edge_cli(
+    url: str, record: Path, *more: str, interrupt_when: Callable[[], bool] | None = None, clip: Path | None = None
+) -> tuple[int, str]:
+    """Return (exit code, output) of `headcast edge` on `clip` (the sample clip by default), run as a child
+    process; with `interrupt_when`, Ctrl-C (SIGINT) is sent to it once that holds."""
+    from base import assets
+
+    clip = clip or assets.resolve("sample_clip")
+    command = [sys.executable, "-m", "headcast", "edge", "--source", str(clip), "--server", url,
                "--token", token("send"), "--target", TARGET, "--record", str(record), *more]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -651,10 +675,14 @@ def test_the_edge_command_ends_after_its_duration(avatar_app: Any, tmp_path: Pat
 def test_ctrl_c_ends_the_edge_command_with_the_recording_finished(avatar_app: Any, tmp_path: Path) -> None:
     record = tmp_path / "interrupted.mp4"
 
+    # 66 s of video: the interrupt comes while it plays however slowly this machine starts the edge and renders.
+    clip = looped_clip(tmp_path / "looped.avi", 6)
+
     async def scenario() -> None:
         async with serving_gateway(avatar_app) as running:
             # Interrupted once its avatar is on the way, whatever the start-up (imports, MediaPipe, the offer) took.
-            code, output = await run_edge_cli(running.url, record, interrupt_when=lambda: rendered_in(running) >= 10)
+            code, output = await run_edge_cli(running.url, record, clip=clip,
+                                              interrupt_when=lambda: rendered_in(running) >= 3)  # fmt: skip
         assert code == 130, output
         assert "Traceback" not in output
 

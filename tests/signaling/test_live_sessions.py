@@ -207,6 +207,8 @@ def test_the_sender_and_every_viewer_see_the_avatar(avatar_app: ServingConfig) -
         await second.join(http, "/api/rooms/room-1/view", token("view"))
         await second.screen.frames(3)
         await sender.screen.frames(3)
+        # The track repeats the newest frame at the session's rate: frames seen are not frames rendered.
+        await until(lambda: len(sender.of_type("rendered")) >= 3, "three rendered frames")
         async with http.get("/api/rooms/room-1", params={"token": token("view")}) as response:
             room = await response.json()
         assert (room["room"], room["target"], room["fps"], room["viewers"]) == ("room-1", TARGET, FPS, 2)
