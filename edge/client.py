@@ -44,6 +44,7 @@ EventSink = Callable[[str], None]
 """Receives one human-readable line per connection event (lost, reconnecting, reconnected, gateway error)."""
 
 DATA_CHANNEL = "coeffs"
+EVENTS_CHANNEL = "events"  # a viewer's: the gateway says on it why the room ended for good
 _WRAP_MS = 2**32  # timestamps are u32 milliseconds on the wire
 # Refusals that, right after a drop, mean the gateway still holds our old session: worth retrying.
 _OUR_OLD_SESSION = ("room_busy", "too_many_sessions")
@@ -244,7 +245,7 @@ class _Peer:
     """One RTCPeerConnection to the gateway: the optional "coeffs" channel and the video it receives."""
 
     def __init__(self, *, coefficients: bool, on_frame: Callable[[npt.NDArray[np.uint8]], None],
-                 on_message: Callable[[str | bytes], None] | None = None) -> None:  # fmt: skip
+                 on_message: Callable[[str | bytes], None] | None = None, events: bool = False) -> None:  # fmt: skip
         self.pc = RTCPeerConnection()
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
@@ -261,6 +262,8 @@ class _Peer:
             self.channel.on("open", self._channel_open)
             self.channel.on("close", self._channel_closed)
             self.channel.on("message", self._message)
+        elif events:  # a viewer's channel for the gateway's notices (the room's end and why)
+            self.pc.createDataChannel(EVENTS_CHANNEL).on("message", self._message)
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state_changed)
@@ -594,6 +597,10 @@ class SenderClient:
             code, text = str(data.get("code", "error")), str(data.get("message", ""))
             self._metrics.gateway_error(code, text)
             self._event(f"gateway: {code}: {text}")
+        elif kind == "ended" and self._peer is not None:  # for good (the target was revoked): not reconnected
+            code, text = str(data.get("code", "ended")), str(data.get("message", "the gateway ended the session"))
+            self._peer.failure = EdgeError(f"the gateway ended the session: {text}", status=410, code=code)
+            self._peer.mark_lost(text)
 
 
 class ViewerClient:
@@ -638,7 +645,7 @@ class ViewerClient:
     async def run(self, duration_s: float | None = None) -> ViewerStats:
         """Return the final stats after watching for `duration_s` seconds (None: until `stop()` or the end)."""
         url = _rooms_url(self.server_url, self.room, "view")
-        peer = self._peer = _Peer(coefficients=False, on_frame=self._frame)
+        peer = self._peer = _Peer(coefficients=False, on_frame=self._frame, on_message=self._message, events=True)
         try:
             answer = await peer.negotiate(url, self.token, {}, self.config.connect_timeout_s)
             self.session = str(answer.get("session") or "")
@@ -666,3 +673,12 @@ class ViewerClient:
             self.recording(rgb)
         if self.on_frame is not None:
             self.on_frame(rgb)
+
+    def _message(self, message: str | bytes) -> None:
+        """Handle a notice on the events channel: {"type": "ended", "code", "message"} ends the watch with it."""
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("type") == "ended" and self._peer is not None:
+            self._peer.mark_lost(f"{data.get('code', 'ended')}: {data.get('message', 'the room ended')}")

@@ -631,14 +631,35 @@ def targets_list(registry: Annotated[str | None, typer.Option(help="registry roo
     with _errors():
         store = TargetRegistry(registry or default_registry_root())
         table = Table(title=f"targets in {store.root}")
-        for column in ("target", "owner", "versions", "consent", "metrics"):
+        for column in ("target", "owner", "state", "versions", "consent", "metrics"):
             table.add_column(column, overflow="fold")
         for target in store.ids():
             meta = store.metadata(target)
             metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in meta.metrics.items())
-            table.add_row(target, meta.owner, str(len(store.versions(target))),
+            revocation = store.revocation(target)
+            state = "enrolled" if revocation is None else f"revoked {revocation.revoked_at} by {revocation.by}"
+            table.add_row(target, meta.owner, state, str(len(store.versions(target))),
                           f"{meta.consent.subject}, {meta.consent.recorded_at}", metrics)  # fmt: skip
     stdout.print(table)
+
+
+@targets_app.command("revoke")
+def targets_revoke(
+    target: Annotated[str, typer.Argument(help="the target id")],
+    by: Annotated[str, typer.Option(help="who revokes it (kept in the revocation record)")],
+    reason: Annotated[str, typer.Option(help="why, shown to the sessions it ends")] = "",
+    registry: Annotated[str | None, typer.Option(help="registry root")] = None,
+) -> None:
+    """Take a target out of service: live sessions driving it end within a second, new ones are refused.
+
+    Its files stay until `headcast targets delete`. A running `headcast serve` on the same registry
+    notices by itself; nothing needs restarting.
+    """
+    from inference.registry import TargetRegistry, default_registry_root
+
+    with _errors():
+        revocation = TargetRegistry(registry or default_registry_root()).revoke(target, by, reason)
+    stdout.print(revocation.describe(), highlight=False, soft_wrap=True)
 
 
 @targets_app.command("delete")
@@ -646,12 +667,15 @@ def targets_delete(
     target: Annotated[str, typer.Argument(help="the target id")],
     registry: Annotated[str | None, typer.Option(help="registry root")] = None,
 ) -> None:
-    """Delete a target and every version of it."""
+    """Delete a target and every version of it (revoking it first); print the receipt of what was removed."""
     from inference.registry import TargetRegistry, default_registry_root
 
     with _errors():
-        TargetRegistry(registry or default_registry_root()).delete(target)
-    stdout.print(f"deleted {target}", highlight=False)
+        receipt = TargetRegistry(registry or default_registry_root()).delete(target)
+    total = sum(f.bytes for f in receipt.files)
+    stdout.print(f"deleted {target}: {len(receipt.versions)} version(s), {len(receipt.files)} files, {total:,} bytes, "
+                 f"at {receipt.deleted_at}; receipt (every file with its sha256): {receipt.path}", highlight=False,
+                 soft_wrap=True)  # fmt: skip
 
 
 @app.command()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shlex
 import threading
 from collections.abc import Iterator
@@ -91,6 +92,10 @@ class JobEnroller:
         """Return the job's state and progress; 404 `unknown_job` for an id that is no enrolment job."""
         return await asyncio.to_thread(self._progress, job_id)
 
+    async def revoke(self, target_id: str, by: str, reason: str) -> dict[str, str]:
+        """Revoke the target in the registry; return the revocation record."""
+        return await asyncio.to_thread(self._revoke, target_id, by, reason)
+
     # ------------------------------------------------------------------------------------- blocking halves
 
     def _registry_root(self) -> str:
@@ -109,6 +114,14 @@ class JobEnroller:
         except RegistryError as error:
             # Whose target it is cannot be told: refusing is the only safe answer.
             raise GatewayError(503, "unavailable", f"the registry cannot say who owns {target_id!r}: {error}") from None
+
+    def _revoke(self, target_id: str, by: str, reason: str) -> dict[str, str]:
+        from inference.registry import RegistryError, TargetRegistry
+
+        try:
+            return dataclasses.asdict(TargetRegistry(self._registry_root()).revoke(target_id, by, reason))
+        except RegistryError as error:
+            raise GatewayError(503, "unavailable", f"the registry could not revoke {target_id!r}: {error}") from None
 
     def _submit(self, video: Path, target_id: str, owner: str, consent_subject: str) -> str:
         from training.jobs import list_jobs, module_entrypoint, submit_job

@@ -9,6 +9,7 @@ can render any session's next frame, and a replica dying loses no session state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -17,9 +18,22 @@ from base.errors import HeadcastError
 from face3d.coefficients import Coefficients
 from face3d.retarget import PoseOffset
 
+TARGET_REVOKED = "target_revoked"  # the RenderError code of a target whose consent was revoked or that was deleted
+TargetState = Literal["enrolled", "revoked", "unknown"]
+
 
 class RenderError(HeadcastError):
-    """A render request cannot be served (unknown target, malformed request); the message says why."""
+    """A render request cannot be served (unknown target, malformed request); the message says why.
+
+    code: "render_failed", or TARGET_REVOKED for a target that may no longer be driven.
+    """
+
+    def __init__(self, message: str, code: str = "render_failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[RenderError], tuple[str, str]]:
+        return type(self), (str(self), self.code)  # the code survives Ray's pickling
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ record, training config, metrics). Layout under the root::
 `references.npz` holds the K reference frames the avatar is warped from (inference/warp.py), each
 with its mask and fitted mesh; bundles of format 1 have none and are served without the warp.
 
+Consent can be taken back. `revoke` writes `targets/<target id>/revoked.json` (who, when, why): from
+then on the target no longer loads, the Serve app refuses to render it and the gateway ends the sessions
+driving it. `delete` removes every file of a target and returns (and keeps, under `receipts/`) a receipt
+listing each file it removed with its size and sha256.
+
 A version's files are written first and its manifest last: the manifest is the commit marker, so
 a reader never sees half a bundle, an enrolment killed mid-way leaves nothing that loads, and two
 enrolments of one name write two versions instead of corrupting each other (the newest committed
@@ -18,7 +23,9 @@ one is served). Ids are validated, so no id can reach outside the root.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import hashlib
 import io
 import json
 import pickle
@@ -26,7 +33,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
@@ -46,10 +53,16 @@ MANIFEST = "manifest.json"
 FILES = {"generator": "generator.pt", "person": "person.npz", "background": "background.png",
          "identity": "identity.npy"}  # fmt: skip
 REFERENCES_FILE = "references.npz"
+REVOKED_FILE = "revoked.json"
+RECEIPTS = "receipts"
 
 
 class RegistryError(HeadcastError):
     """A target or bundle cannot be stored or found; the message says what to do."""
+
+
+class TargetRevokedError(RegistryError):
+    """The target's consent was revoked: it may no longer be loaded or driven."""
 
 
 def _checked(target_id: str) -> str:
@@ -86,6 +99,49 @@ class TargetMetadata:
     allowed_drivers: tuple[str, ...] = ()  # who the owner allows to drive this target; empty: the owner only
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A target taken out of service: who revoked it, when (ISO 8601, UTC) and why."""
+
+    target_id: str
+    revoked_at: str
+    by: str
+    reason: str
+
+    def describe(self) -> str:
+        """Return one sentence for people: whose target, by whom, when, why."""
+        why = f": {self.reason}" if self.reason else ""
+        return f"target {self.target_id!r} was revoked by {self.by} at {self.revoked_at}{why}"
+
+
+@dataclass(frozen=True)
+class DeletedFile:
+    """One file a deletion removed: its path under the registry root, size and sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DeletionReceipt:
+    """What `TargetRegistry.delete` removed, and when; `path` is where the receipt is kept."""
+
+    target_id: str
+    deleted_at: str
+    owner: str
+    consent_subject: str
+    versions: tuple[str, ...]
+    files: tuple[DeletedFile, ...]
+    path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the receipt as JSON data."""
+        data = asdict(self)
+        data["versions"], data["files"] = list(self.versions), [asdict(f) for f in self.files]
+        return data
 
 
 @dataclass(frozen=True)
@@ -193,8 +249,43 @@ class TargetRegistry:
                                 f"{', '.join(map(str, READABLE_FORMATS))}; enrol the target again")  # fmt: skip
         return manifest, folder
 
+    def revoke(self, target_id: str, by: str, reason: str = "") -> Revocation:
+        """Take `target_id` out of service for good (idempotent: a revoked target keeps its first revocation)."""
+        if not by.strip():
+            raise RegistryError("a revocation names who revoked the target")
+        if not self.versions(target_id):
+            raise RegistryError(f"no target {target_id!r} in {self.root}")
+        existing = self.revocation(target_id)
+        if existing is not None:
+            return existing
+        revocation = Revocation(target_id, _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"), by, reason)
+        with self.fs.open(self._dir(target_id, REVOKED_FILE), "w") as stream:
+            stream.write(json.dumps(asdict(revocation), indent=2))
+        return revocation
+
+    def revocation(self, target_id: str) -> Revocation | None:
+        """Return the target's revocation, None while it may be driven."""
+        path = self._dir(_checked(target_id), REVOKED_FILE)
+        try:
+            with self.fs.open(path, "r") as stream:
+                data = json.loads(stream.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:  # unreadable counts as revoked: never serve what may be withdrawn
+            return Revocation(target_id, "", "unknown", f"{path} is unreadable ({error})")
+        return Revocation(**{key: str(data.get(key, "")) for key in ("target_id", "revoked_at", "by", "reason")})
+
+    def state(self, target_id: str) -> Literal["enrolled", "revoked", "unknown"]:
+        """Return whether `target_id` may be driven ("enrolled"), was revoked, or is not in the registry."""
+        if not self.versions(target_id):
+            return "unknown"
+        return "revoked" if self.revocation(target_id) is not None else "enrolled"
+
     def load(self, target_id: str, version: str | None = None) -> TargetBundle:
-        """Return a target's bundle (its newest version unless `version` is given)."""
+        """Return a target's bundle (its newest version unless `version` is given); TargetRevokedError once revoked."""
+        revocation = self.revocation(target_id)
+        if revocation is not None:
+            raise TargetRevokedError(f"{revocation.describe()}; it can no longer be driven")
         manifest, folder = self._manifest(target_id, version)
         try:
             with self.fs.open(f"{folder}/{FILES['generator']}", "rb") as stream:
@@ -215,14 +306,38 @@ class TargetRegistry:
         return TargetBundle(_metadata_from_json(manifest["metadata"]), state, person,
                             identity.astype(np.float32), background, manifest["version"], references)  # fmt: skip
 
-    def delete(self, target_id: str) -> None:
-        """Remove a target and all its versions (manifests first, so no reader sees a partial bundle)."""
+    def delete(self, target_id: str) -> DeletionReceipt:
+        """Remove a target and all its versions; return the receipt, also kept under `receipts/`.
+
+        It is revoked first (live sessions end) and its manifests go before the other files, so no reader
+        sees a partial bundle while the files are removed.
+        """
         folder = self._dir(_checked(target_id))
         if not self.fs.exists(folder):
             raise RegistryError(f"no target {target_id!r} in {self.root}")
-        for version in self.versions(target_id):
+        versions = self.versions(target_id)
+        meta = self.metadata(target_id) if versions else None
+        if versions:
+            self.revoke(target_id, "the deletion", "deleted")
+        files = []
+        for path in sorted(str(p) for p in self.fs.find(folder)):
+            digest = hashlib.sha256()
+            with self.fs.open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            files.append(DeletedFile(path[len(self._base) + 1 :], int(self.fs.size(path)), digest.hexdigest()))
+        for version in versions:
             self.fs.rm(f"{folder}/{version}/{MANIFEST}")
         self.fs.rm(folder, recursive=True)
+        now = _dt.datetime.now(_dt.UTC)
+        receipt = DeletionReceipt(target_id, now.isoformat(timespec="milliseconds"),
+                                  meta.owner if meta else "", meta.consent.subject if meta else "",
+                                  tuple(versions), tuple(files))  # fmt: skip
+        name = f"{RECEIPTS}/{target_id}-{now:%Y%m%dT%H%M%S%fZ}.json"
+        self.fs.makedirs(f"{self._base}/{RECEIPTS}", exist_ok=True)
+        with self.fs.open(f"{self._base}/{name}", "w") as stream:
+            stream.write(json.dumps(receipt.to_json(), indent=2))
+        return dataclasses.replace(receipt, path=f"{self.root}/{name}")
 
 
 def _metadata_json(metadata: TargetMetadata) -> dict[str, Any]:

@@ -5,6 +5,8 @@ One deployment, `AvatarDeployment`. Target bundles are loaded per replica with
 with `multiplexed_model_id=<target id>`, so a target's sessions land where it is loaded), and
 concurrent requests are gathered with `@serve.batch` and rendered per target in one generator
 call. Requests are stateless (`inference.protocol`): any replica renders any session's next frame.
+Every `revocation_check_s` a replica re-reads the state of each target it renders: a revoked or deleted
+target is dropped from its cache and its frames are refused (`target_revoked`).
 
 `build_app(config)` builds it; `serve.run(build_app(config), name=config.app_name)` starts it.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -24,8 +27,14 @@ from ray.serve import Application
 
 from face3d.nmfc import NmfcMode
 from inference.avatar import AvatarTarget, replica_name, served_framing
-from inference.protocol import RenderError, RenderRequest, RenderResult
-from inference.registry import RegistryError, TargetRegistry, default_registry_root, target_generator
+from inference.protocol import TARGET_REVOKED, RenderError, RenderRequest, RenderResult, TargetState
+from inference.registry import (
+    RegistryError,
+    TargetRegistry,
+    TargetRevokedError,
+    default_registry_root,
+    target_generator,
+)
 from inference.serve_config import ServingConfig
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,8 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
 
     try:
         bundle = registry.load(target_id)
+    except TargetRevokedError as error:
+        raise RenderError(str(error), TARGET_REVOKED) from None
     except RegistryError as error:
         raise RenderError(str(error)) from None
     device = resolve_device(config)
@@ -91,6 +102,8 @@ def _deployment(config: ServingConfig) -> type:
             torch.set_num_threads(self.config.torch_threads)
             self.registry = TargetRegistry(self.config.registry or default_registry_root())
             self.device = resolve_device(self.config)
+            self._checked: dict[str, tuple[float, TargetState]] = {}  # target → when its state was read, and it
+            self._watcher: asyncio.Task[None] | None = None
             logger.info("avatar replica %s on %s, registry %s", replica_name(), self.device, self.registry.root)
 
         @serve.multiplexed(max_num_models_per_replica=config.max_targets_per_replica)
@@ -98,16 +111,57 @@ def _deployment(config: ServingConfig) -> type:
             """Return a loaded target (LRU per replica: the least recently used one is dropped past the limit)."""
             return await asyncio.to_thread(load_target, self.registry, target_id, self.config)
 
-        async def has_target(self, target_id: str) -> bool:
-            """Return True when `target_id` is enrolled (has a committed version) in this app's registry."""
+        async def target_state(self, target_id: str) -> TargetState:
+            """Return whether `target_id` may be driven ("enrolled"), was revoked, or is not in this app's registry."""
             try:
-                return bool(await asyncio.to_thread(self.registry.versions, target_id))
-            except RegistryError:
-                return False
+                return await asyncio.to_thread(self.registry.state, target_id)
+            except RegistryError:  # an id the registry refuses ("../x") names no target
+                return "unknown"
 
         async def replica(self) -> dict[str, Any]:
-            """Return who this replica is: name (host:pid), pid and device — for health checks and fault tests."""
-            return {"name": replica_name(), "pid": os.getpid(), "device": str(self.device)}
+            """Return who this replica is: name (host:pid), pid, device and the targets it holds loaded."""
+            return {"name": replica_name(), "pid": os.getpid(), "device": str(self.device),
+                    "targets": sorted(self._cache())}  # fmt: skip
+
+        def _cache(self) -> dict[str, AvatarTarget]:
+            """Return `@serve.multiplexed`'s per-replica cache (an OrderedDict kept by Ray Serve's wrapper, which
+            ray/serve/api.py stores on the instance as `__serve_multiplex_wrapper`; empty before the first load)."""
+            wrapper = getattr(self, "__serve_multiplex_wrapper", None)
+            return wrapper.models if wrapper is not None else {}
+
+        def _watch_cache(self) -> None:
+            """Start (once, on the replica's running loop) the task that drops revoked targets from the cache."""
+            if self._watcher is None or self._watcher.done():
+                self._watcher = asyncio.get_running_loop().create_task(self._drop_revoked_forever())
+
+        async def _drop_revoked_forever(self) -> None:
+            """Every `revocation_check_s`, re-read the state of each loaded target; drop those no longer enrolled."""
+            while True:
+                await asyncio.sleep(self.config.revocation_check_s)
+                for target_id in list(self._cache()):
+                    try:
+                        await self._check_allowed(target_id)
+                    except RenderError:
+                        pass  # dropped; its next request is refused
+                    except Exception:  # the registry unreachable: keep serving what was allowed, try again
+                        logger.exception("replica %s: could not re-read the state of %s", replica_name(), target_id)
+
+        async def _check_allowed(self, target_id: str) -> None:
+            """Raise RenderError when `target_id` was revoked (code target_revoked) or is not enrolled (deleted),
+            dropping it from the cache; the registry is read at most every `revocation_check_s` per target."""
+            now = time.monotonic()
+            checked = self._checked.get(target_id)
+            if checked is None or now - checked[0] >= self.config.revocation_check_s:
+                checked = (now, await self.target_state(target_id))
+                self._checked[target_id] = checked
+            if checked[1] == "enrolled":
+                return
+            if self._cache().pop(target_id, None) is not None:
+                getattr(self, "__serve_multiplex_wrapper")._push_model_ids_info()  # routing stops preferring us
+                logger.info("replica %s dropped target %s: %s", replica_name(), target_id, checked[1])
+            if checked[1] == "revoked":
+                raise RenderError(f"target {target_id!r} was revoked: it can no longer be driven", TARGET_REVOKED)
+            raise RenderError(f"no target {target_id!r} is enrolled in {self.registry.root}")
 
         async def __call__(self, request: RenderRequest) -> RenderResult:
             """Return the rendered frame of one request (batched with concurrent ones)."""
@@ -126,7 +180,9 @@ def _deployment(config: ServingConfig) -> type:
                 groups[request.target_id].append(index)
             results: list[RenderResult | RenderError] = [RenderError("not rendered")] * len(requests)
             for target_id, indices in groups.items():
+                self._watch_cache()
                 try:
+                    await self._check_allowed(target_id)
                     target = await self.get_target(target_id)
                     rendered: Sequence[RenderResult | RenderError] = await asyncio.to_thread(
                         target.render, [requests[i] for i in indices]

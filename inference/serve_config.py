@@ -28,6 +28,10 @@ class ServingConfig(configs.StrictConfig):
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per replica (fractions share one)")
     max_ongoing_requests: int = Field(32, ge=1, description="requests a replica accepts at once before queueing")
     max_targets_per_replica: int = Field(4, ge=1, description="target bundles a replica keeps loaded (LRU)")
+    revocation_check_s: float = Field(
+        0.25, gt=0, description="a replica asks the registry whether a target it renders was revoked this often; "
+        "a revoked one is dropped from its cache and refused",
+    )  # fmt: skip
     max_batch_size: int = Field(8, ge=1, description="requests for one target rendered in one generator call")
     batch_wait_timeout_s: float = Field(0.002, ge=0, description="how long a batch waits to fill")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")

@@ -113,6 +113,9 @@ class GatewayConfig(configs.StrictConfig):
     error_interval_s: float = Field(
         1.0, ge=0, description="a sender gets at most one error message per code this often"
     )
+    revocation_poll_s: float = Field(
+        0.25, gt=0, description="how often the targets of live rooms are checked; a revoked one ends its rooms"
+    )
     tls_cert: Path | None = Field(
         None, description="PEM certificate chain: the gateway serves HTTPS (with tls_key). None: plain HTTP, "
         "which browsers allow the camera on for localhost only",

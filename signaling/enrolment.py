@@ -112,6 +112,10 @@ class Enroller(Protocol):
         """Return the job's progress."""
         ...
 
+    async def revoke(self, target_id: str, by: str, reason: str) -> dict[str, str]:
+        """Revoke the enrolled target `target_id` (the registry's revocation record as JSON)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -340,6 +344,25 @@ class Enrolments:
                     await asyncio.to_thread(self.store.delete, upload.id)
         return web.json_response(asdict(progress))
 
+    async def revoke(self, request: web.Request) -> web.Response:
+        """Revoke a target for its owner: live sessions driving it end, new ones are refused (the owner's call)."""
+        grant = self._authorize(request)
+        target_id = request.match_info["target"]
+        body = await _json_object(request, '{"reason": "<why, shown to the sessions it ends>"}')
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > MAX_SUBJECT_CHARS:
+            raise GatewayError(400, "bad_request", f'"reason" is text of at most {MAX_SUBJECT_CHARS} characters')
+        if not is_target_id(target_id):
+            raise GatewayError(404, "unknown_target", f"no target {target_id!r} is enrolled")
+        owner = await self._ask(self.enroller.owner_of(target_id))
+        if owner is None:
+            raise GatewayError(404, "unknown_target", f"no target {target_id!r} is enrolled")
+        if owner != grant.subject:
+            raise GatewayError(403, "forbidden", f"only the owner of {target_id!r} may revoke it")
+        revocation = await self._ask(self.enroller.revoke(target_id, grant.subject, reason.strip()))
+        log.info("target %s revoked by its owner %s", target_id, grant.subject)
+        return web.json_response(revocation)
+
     # --------------------------------------------------------------------------------------------- helpers
 
     def _authorize(self, request: web.Request) -> Grant:
@@ -502,6 +525,7 @@ def add_enrolment_routes(
     app.router.add_put("/api/uploads/{upload}", enrolments.upload_chunk)
     app.router.add_post("/api/uploads/{upload}/enrol", enrolments.enrol)
     app.router.add_get("/api/enrolments/{job}", enrolments.progress)
+    app.router.add_post("/api/targets/{target}/revoke", enrolments.revoke)
     sweeper: list[asyncio.Task[None]] = []
 
     async def start_sweeping(app: web.Application) -> None:

@@ -9,6 +9,7 @@ shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -25,6 +26,7 @@ from aiohttp.typedefs import Middleware
 from aiortc import RTCDataChannel, RTCOutboundRtpStreamStats, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from inference.protocol import TARGET_REVOKED, TargetState
 from signaling.auth import AuthError, Grant, authorize, bearer_token, require, verify_token
 from signaling.avatar_track import AvatarTrack
 from signaling.config import GatewayConfig
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 128  # room and target names: tokens bind them, this only bounds what is stored
 _JSON_ENVELOPE_BYTES = 4096  # an offer's body besides the SDP (its escaping is bounded below)
 CLOSE_GRACE_S = 5.0  # how long closing one peer connection may take before the gateway goes on without it
+REVOKE_GRACE_S = 1.0  # how long clients told that their target was revoked have to close before the gateway does
+EVENTS_CHANNEL = "events"  # a viewer's optional data channel: the gateway's notices (why the room ended)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,8 +93,11 @@ class Gateway:
         self._opening.add(room_name)
         pc: RTCPeerConnection | None = None
         try:
-            if not await self._known_target(target_id):
+            state = await self._target_state(target_id)
+            if state == "unknown":
                 raise GatewayError(404, "unknown_target", f"no target {target_id!r} is enrolled (`headcast targets`)")
+            if state == "revoked":
+                raise GatewayError(410, TARGET_REVOKED, _revoked_message(target_id))
             session_id = uuid.uuid4().hex
             track = AvatarTrack(fps, self.config.placeholder_size_px, self.metrics)
             sender = SenderSession(
@@ -136,6 +143,7 @@ class Gateway:
             await _close_quietly(pc)
             raise
         peer = Peer(uuid.uuid4().hex, "view", room_name, grant.token_id, pc)
+        pc.on("datachannel", lambda channel: _attach_events(peer, channel))
         room.viewers[peer.session_id] = peer
         room.sender.viewers = len(room.viewers)
         self._register(peer)
@@ -232,17 +240,17 @@ class Gateway:
             raise GatewayError(404, "unknown_room", f"room {name!r} has no sender: start sending first")
         return room
 
-    async def _known_target(self, target_id: str) -> bool:
-        """Return whether the Serve app has `target_id`; an id the app refuses to look up is unknown too."""
+    async def _target_state(self, target_id: str) -> TargetState:
+        """Return the state of `target_id` in the Serve app's registry; an id the app refuses to look up is unknown."""
         try:
-            return await asyncio.wait_for(self.renderer.known_target(target_id), self.config.lookup_timeout_s)
+            return await asyncio.wait_for(self.renderer.target_state(target_id), self.config.lookup_timeout_s)
         except TimeoutError:
             raise RendererUnavailableError(
                 f"the Serve app did not say within {self.config.lookup_timeout_s:g} s whether {target_id!r} exists"
             ) from None
         except GatewayError as error:
             if error.code == "render_failed":  # e.g. an id the registry rejects ("../x"): it names no target
-                return False
+                return "unknown"
             raise
 
     # ------------------------------------------------------------------------------------------ sessions
@@ -342,6 +350,41 @@ class Gateway:
                 if room.sender.channel_attached and silent_s > self.config.sender_silence_s:
                     await self._close_room(room, f"the sender sent nothing for {silent_s:.1f} s")
 
+    async def watch_targets(self) -> None:
+        """End the rooms whose target was revoked or deleted, checking every `revocation_poll_s` (runs while the
+        app serves). The registry is asked through the Serve app, never a replica's cache."""
+        while True:
+            await asyncio.sleep(self.config.revocation_poll_s)
+            for target_id in {room.target_id for room in self.rooms.values()}:
+                try:
+                    state = await self._target_state(target_id)
+                except GatewayError:  # the app is unreachable: its sessions say so themselves; ask again next time
+                    continue
+                if state != "enrolled":
+                    for room in [r for r in self.rooms.values() if r.target_id == target_id]:
+                        self._spawn(self._end_for_good(room, _revoked_message(target_id)))
+
+    async def _end_for_good(self, room: Room, message: str) -> None:
+        """End `room` because its target may no longer be driven: rendering stops at once, the sender and every
+        viewer are told why (they do not reconnect), and the connections close after at most REVOKE_GRACE_S."""
+        if self.rooms.get(room.name) is not room or room.ended_for_good:
+            return
+        room.ended_for_good = message
+        notice = {"type": "ended", "code": TARGET_REVOKED, "message": message}
+        for task in await room.sender.stop():  # no further frame of the revoked target is rendered
+            self._keep(task)
+        room.sender.send(notice)
+        self.metrics.revoked_sessions.labels("send").inc()
+        for viewer in room.viewers.values():
+            if viewer.events is not None and viewer.events.readyState == "open":
+                viewer.events.send(json.dumps(notice, separators=(",", ":")))
+            self.metrics.revoked_sessions.labels("view").inc()
+        log.info("room %s ends: %s", room.name, message)
+        # The clients close on the notice; whoever has not after the grace is closed by the gateway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(room.closed.wait(), REVOKE_GRACE_S)
+        await self._close_room(room, message)
+
     async def _count_video_bytes(self, peer: Peer) -> None:
         # aiortc's stats are plain counters, readable in any state, so a closing peer's last bytes count too.
         report = await peer.pc.getStats()
@@ -377,6 +420,8 @@ class Gateway:
         if self.rooms.get(room.name) is not room:
             return
         del self.rooms[room.name]
+        room.closed.set()
+        reason = room.ended_for_good or reason
         self.metrics.rooms.dec()
         c = room.sender.counters
         room.sender_peer.ending = f"{reason} ({c.received} packets received, {c.rendered} frames rendered)"
@@ -413,6 +458,16 @@ def _background(value: object) -> tuple[int, int, int] | None:
     ):
         raise GatewayError(400, "bad_request", "background is null or [r, g, b] with integers 0-255")
     return (value[0], value[1], value[2])
+
+
+def _revoked_message(target_id: str) -> str:
+    return f"target {target_id!r} was revoked (its consent was withdrawn or it was deleted): it can no longer be driven"
+
+
+def _attach_events(peer: Peer, channel: RTCDataChannel) -> None:
+    """Keep a viewer's "events" channel (the gateway's notices to it); other channels are ignored."""
+    if channel.label == EVENTS_CHANNEL and peer.events is None:
+        peer.events = channel
 
 
 async def _close_quietly(pc: RTCPeerConnection) -> None:
@@ -481,6 +536,7 @@ def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes, enrolle
 
     async def on_startup(app: web.Application) -> None:
         gateway._spawn(gateway.sample_traffic())
+        gateway._spawn(gateway.watch_targets())
 
     async def on_shutdown(app: web.Application) -> None:
         await gateway.close()

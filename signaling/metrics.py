@@ -17,9 +17,9 @@ INTERVAL_BUCKETS_S = (0.01, 0.017, 0.025, 0.033, 0.04, 0.05, 0.067, 0.1, 0.2, 0.
 STAGES = ("queue", "render", "nmfc", "warp", "generator", "composite")
 DROP_REASONS = ("stale", "superseded", "bad", "rate")
 # docs/live-protocol.md's error codes, and the codes a frame can fail with after all retries.
-REFUSAL_CODES = ("bad_request", "unauthorized", "forbidden", "unknown_target", "unknown_room", "room_busy",
-                 "room_full", "too_large", "too_many_sessions", "unavailable")  # fmt: skip
-FAILURE_CODES = ("unavailable", "render_failed")
+REFUSAL_CODES = ("bad_request", "unauthorized", "forbidden", "bad_origin", "unknown_target", "target_revoked",
+                 "unknown_room", "room_busy", "room_full", "too_large", "too_many_sessions", "unavailable")  # fmt: skip
+FAILURE_CODES = ("unavailable", "render_failed", "target_revoked")
 
 
 class GatewayMetrics:
@@ -57,6 +57,10 @@ class GatewayMetrics:
         self.render_failures = Counter(
             "headcast_gateway_render_failures", "Frames not rendered after all retries, by code", ["code"], registry=r
         )
+        self.revoked_sessions = Counter(
+            "headcast_gateway_revoked_sessions", "Sessions ended because their target was revoked or deleted, by role",
+            ["role"], registry=r,
+        )  # fmt: skip
         # Export the labelled series at zero from the start, so dashboards and alerts see them before the first event.
         for stage in STAGES:
             self.stage_seconds.labels(stage)
@@ -64,6 +68,7 @@ class GatewayMetrics:
             self.packets_dropped.labels(reason)
         for role in ("send", "view"):
             self.sessions.labels(role)
+            self.revoked_sessions.labels(role)
         for code in REFUSAL_CODES:
             self.refusals.labels(code)
         for code in FAILURE_CODES:

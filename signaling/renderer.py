@@ -16,7 +16,7 @@ import ray.exceptions
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from inference.protocol import RenderError, RenderRequest, RenderResult
+from inference.protocol import TARGET_REVOKED, RenderError, RenderRequest, RenderResult, TargetState
 from signaling.errors import GatewayError, RendererUnavailableError
 
 # Failures of the transport, not of the request: another replica (or the same one restarted) can serve
@@ -36,8 +36,9 @@ class Renderer(Protocol):
         """Return the rendered frame of `request`; raises GatewayError (RendererUnavailableError: retry)."""
         ...
 
-    async def known_target(self, target_id: str) -> bool:
-        """Return True when `target_id` is enrolled; raises RendererUnavailableError when nobody can say."""
+    async def target_state(self, target_id: str) -> TargetState:
+        """Return whether `target_id` may be driven ("enrolled"), was revoked, or is unknown; raises
+        RendererUnavailableError when nobody can say."""
         ...
 
     async def healthy(self) -> bool:
@@ -77,10 +78,11 @@ class ServeRenderer:
         response = handle.options(multiplexed_model_id=request.target_id).remote(request)
         return await self._await(response, f"rendering frame {request.seq} of {request.target_id!r}")
 
-    async def known_target(self, target_id: str) -> bool:
-        """Return True when the app's registry holds `target_id`."""
+    async def target_state(self, target_id: str) -> TargetState:
+        """Return the state of `target_id` in the app's registry (read afresh, never from a replica's cache)."""
         handle = await self._get_handle()
-        return bool(await self._await(handle.has_target.remote(target_id), f"looking up target {target_id!r}"))
+        state: TargetState = await self._await(handle.target_state.remote(target_id), f"looking up {target_id!r}")
+        return state
 
     async def healthy(self) -> bool:
         """Return True when the app is deployed and RUNNING."""
@@ -101,6 +103,8 @@ class ServeRenderer:
             response.cancel()  # the caller gave up (timeout, session closed): free the replica's slot
             raise
         except RenderError as error:  # raised by the app's code; Ray re-raises it as (RayTaskError, RenderError)
+            if error.code == TARGET_REVOKED:
+                raise GatewayError(410, TARGET_REVOKED, str(error)) from error
             raise GatewayError(422, "render_failed", f"{what}: {error}") from error
         except _TRANSIENT as error:
             self._handle = None  # the app may have been redeployed: look it up again next time

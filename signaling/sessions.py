@@ -102,6 +102,7 @@ class Peer:
     started_at: float = field(default_factory=time.monotonic)
     # Why the session ends, from the moment its closing starts: a shutdown racing it keeps the first reason.
     ending: str | None = None
+    events: RTCDataChannel | None = None  # a viewer's "events" channel, when its offer carried one
 
 
 class SenderSession:
@@ -410,6 +411,8 @@ class Room:
     track: AvatarTrack
     relay: MediaRelay = field(default_factory=MediaRelay)
     viewers: dict[str, Peer] = field(default_factory=dict)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the room has ended
+    ended_for_good: str = ""  # why, when its target was revoked: the clients must not reconnect
 
     @property
     def target_id(self) -> str:

@@ -279,3 +279,25 @@ def test_serve_refuses_unusable_tls_before_starting_ray(options: list[str], word
     done = headcast("serve", "--port", "0", *options)
     assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
     assert "gateway on" not in done.stderr  # nothing was started
+
+
+def test_targets_revoke_then_delete_leaves_a_receipt(tmp_path: Path, avatar_bundle: Any) -> None:
+    from inference.registry import TargetRegistry
+
+    root = str(tmp_path / "registry")
+    TargetRegistry(root).save(avatar_bundle)
+    revoked = headcast(
+        "targets", "revoke", "woman", "--by", "alice", "--reason", "consent withdrawn", "--registry", root
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    assert "target 'woman' was revoked by alice at" in revoked.stdout and "consent withdrawn" in revoked.stdout
+    assert "revoked" in headcast("targets", "list", "--registry", root).stdout
+    deleted = headcast("targets", "delete", "woman", "--registry", root)
+    assert deleted.returncode == 0, deleted.stderr
+    receipt = json.loads(
+        Path(deleted.stdout.rsplit("receipt (every file with its sha256): ", 1)[1].strip()).read_text()
+    )
+    assert receipt["target_id"] == "woman" and receipt["owner"] == avatar_bundle.metadata.owner
+    assert any(f["path"].endswith("generator.pt") and len(f["sha256"]) == 64 for f in receipt["files"])
+    gone = headcast("targets", "revoke", "woman", "--by", "alice", "--registry", root)
+    assert gone.returncode == 1 and "no target 'woman'" in gone.stderr

@@ -22,6 +22,7 @@ from inference.registry import (
     TargetBundle,
     TargetMetadata,
     TargetRegistry,
+    TargetRevokedError,
 )
 from inference.warp import ReferenceFrames
 
@@ -155,3 +156,50 @@ def test_consent_records_are_checked() -> None:
         Consent(" ", "2026-11-25T10:00:00+00:00", "0" * 64)
     with pytest.raises(RegistryError, match="sha256"):
         Consent("Alice", "2026-11-25T10:00:00+00:00", "abc")
+
+
+@pytest.mark.parametrize("root", ["local", "memory://headcast-registry-revoke"])
+def test_a_revoked_target_no_longer_loads(person: PersonModel, root: str, tmp_path: Path) -> None:
+    registry = TargetRegistry(str(tmp_path / "registry") if root == "local" else root)
+    registry.save(bundle(person))
+    registry.save(bundle(person, "bob"))
+    assert registry.state("alice") == "enrolled" and registry.revocation("alice") is None
+    revocation = registry.revoke("alice", "alice@example.org", "consent withdrawn")
+    assert (revocation.target_id, revocation.by, revocation.reason) == (
+        "alice",
+        "alice@example.org",
+        "consent withdrawn",
+    )
+    assert registry.state("alice") == "revoked" and registry.state("bob") == "enrolled"
+    assert registry.state("nobody") == "unknown"
+    with pytest.raises(TargetRevokedError, match=r"revoked by alice@example.org .*: consent withdrawn"):
+        registry.load("alice")
+    assert registry.revoke("alice", "someone else") == revocation  # the first revocation stands
+    assert registry.ids() == ["alice", "bob"]  # listed until deleted, with its state
+    registry.load("bob")  # the others are untouched
+    with pytest.raises(RegistryError, match="no target"):
+        registry.revoke("nobody", "alice@example.org")
+    registry.delete("alice")
+    registry.delete("bob")
+
+
+def test_deleting_a_target_leaves_a_receipt_of_every_file(person: PersonModel, tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    registry = TargetRegistry(str(root))
+    versions = (
+        registry.save(bundle(person)),
+        registry.save(dataclasses.replace(bundle(person), references=reference_frames())),
+    )
+    before = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in (root / "targets" / "alice").rglob("*") if p.is_file()}  # fmt: skip
+    receipt = registry.delete("alice")
+    assert not (root / "targets" / "alice").exists() and registry.ids() == []
+    assert receipt.versions == versions and receipt.owner == "alice@example.org"
+    assert receipt.consent_subject == "Alice Example"
+    listed = {f.path: f.sha256 for f in receipt.files}
+    assert {k: v for k, v in listed.items() if not k.endswith("revoked.json")} == before  # every file, its hash
+    assert any(k.endswith("revoked.json") for k in listed)  # revoked first: live sessions ended before the files went
+    kept = json.loads(Path(receipt.path).read_text())
+    assert kept["target_id"] == "alice" and len(kept["files"]) == len(receipt.files) and kept["deleted_at"]
+    with pytest.raises(RegistryError, match="no target"):
+        registry.delete("alice")

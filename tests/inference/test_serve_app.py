@@ -47,9 +47,9 @@ def test_concurrent_sessions_of_a_target_are_batched(avatar_app: ServingConfig) 
 
 def test_unknown_targets_are_refused_and_do_not_break_a_batch(avatar_app: ServingConfig) -> None:
     handle = serve.get_app_handle(avatar_app.app_name)
-    assert handle.has_target.remote("woman").result() is True
-    assert handle.has_target.remote("nobody").result() is False
-    assert handle.has_target.remote("../etc").result() is False
+    assert handle.target_state.remote("woman").result() == "enrolled"
+    assert handle.target_state.remote("nobody").result() == "unknown"
+    assert handle.target_state.remote("../etc").result() == "unknown"
 
     async def mixed() -> list[object]:
         calls = [handle.options(multiplexed_model_id=r.target_id).remote(r)

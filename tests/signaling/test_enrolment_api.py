@@ -297,3 +297,26 @@ def enrolled_by_carol(registry_root: str, target_id: str) -> None:
     consent = {"subject": "Carol", "recorded_at": "2026-01-01T00:00:00+00:00", "recording_sha256": "0" * 64}
     metadata = {"target_id": target_id, "owner": "carol", "consent": consent, "model_size": "tiny"}
     (folder / MANIFEST).write_text(json.dumps({"format_version": BUNDLE_FORMAT_VERSION, "metadata": metadata}))
+
+
+def test_only_the_owner_revokes_a_target_through_the_api(avatar_bundle: Any, tmp_path: Path) -> None:
+    from inference.registry import TargetRegistry
+
+    registry = TargetRegistry(str(tmp_path / "registry"))
+    registry.save(avatar_bundle)
+    owner = token(avatar_bundle.metadata.owner)
+
+    async def test(running: RunningGateway, client: aiohttp.ClientSession) -> None:
+        path = "/api/targets/woman/revoke"
+        assert (await call(client, "POST", path, None, {}))[0] == 401
+        assert (await call(client, "POST", path, token("mallory", "view"), {}))[0] == 403  # not an enrol token
+        status, answer, _ = await call(client, "POST", path, BOB, {"reason": "I say so"})
+        assert (status, answer["code"]) == (403, "forbidden") and registry.state("woman") == "enrolled"
+        status, answer, _ = await call(client, "POST", "/api/targets/nobody/revoke", owner, {})
+        assert (status, answer["code"]) == (404, "unknown_target")
+        assert (await call(client, "POST", path, owner, {"reason": 7}))[0] == 400
+        status, answer, _ = await call(client, "POST", path, owner, {"reason": "consent withdrawn"})
+        assert status == 200 and (answer["by"], answer["reason"]) == (avatar_bundle.metadata.owner, "consent withdrawn")
+        assert registry.state("woman") == "revoked"
+
+    with_gateway(config(tmp_path / "uploads"), JobEnroller(registry.root), test)

@@ -152,6 +152,9 @@ class SenderRun {
     } else if (state === "reconnected") {
       this.encoder.reset(); // the new session's decoder holds no reference: a key frame first
       status.show("reconnected", `Reconnected after ${(detail.afterMs / 1000).toFixed(1)} s: live again as “${target}” in room “${room}”.`);
+    } else if (state === "ended") {
+      status.show(detail.code === "target_revoked" ? "target-revoked" : "ended", `The session has ended: ${detail.message}`);
+      finish(false);
     } else if (state === "failed") {
       if (detail.error instanceof GatewayRefusal) {
         const [, message] = describeRefusal(detail.error, this.params);

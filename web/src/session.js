@@ -158,7 +158,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
  * What a session tells its page.
  * @typedef {{
- *   onState?: (state: "connecting" | "connected" | "lost" | "reconnecting" | "reconnected" | "failed" | "closed", detail: object) => void,
+ *   onState?: (state: "connecting" | "connected" | "lost" | "reconnecting" | "reconnected" | "failed" | "ended" | "closed", detail: object) => void,
  *   onTrack?: (stream: MediaStream) => void,
  *   onMessage?: (message: any) => void,
  * }} SessionEvents
@@ -250,6 +250,10 @@ export class LiveSession {
       });
       channel.addEventListener("message", (event) => this.receive(event.data));
       channel.addEventListener("close", () => this.lost(pc, "the data channel closed"));
+    } else {
+      // The gateway's notices to a viewer: why the room ended for good (docs/live-protocol.md).
+      const events = pc.createDataChannel("events");
+      events.addEventListener("message", (event) => this.receive(event.data));
     }
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (event) => {
@@ -365,6 +369,12 @@ export class LiveSession {
       this.gatewayStats = message;
     } else if (message.type === "error") {
       this.lastError = `${message.code}: ${message.message}`;
+    } else if (message.type === "ended") {
+      // For good (the target was revoked): no reconnection; the page says why.
+      this.events.onMessage?.(message);
+      this.emit("ended", { code: String(message.code ?? "ended"), message: String(message.message ?? "") });
+      this.close();
+      return;
     }
     this.events.onMessage?.(message);
   }

@@ -68,6 +68,7 @@ export const STATES = {
   "target-not-allowed": "error",
   "unknown-room": "error",
   "unknown-target": "error",
+  "target-revoked": "error",
   "room-busy": "error",
   "too-many-sessions": "error",
   "room-full": "error",
@@ -136,6 +137,8 @@ export function describeRefusal(refusal, { room, target, targets }) {
       return ["unknown-room", `Room “${room}” does not exist: nobody is sending to it yet. (${why})`];
     case "unknown_target":
       return ["unknown-target", `No avatar “${target}” is enrolled on this server. (${why})`];
+    case "target_revoked":
+      return ["target-revoked", `The avatar “${target}” was withdrawn and can no longer be driven. (${why})`];
     case "room_busy":
       return ["room-busy", `Someone is already sending to room “${room}”. (${why})`];
     case "too_many_sessions":

@@ -57,6 +57,10 @@ async function join() {
       if (state === "reconnected") {
         status.show("reconnected", `Reconnected after ${(detail.afterMs / 1000).toFixed(1)} s: watching room “${room}”.`);
       }
+      if (state === "ended") {
+        status.show(detail.code === "target_revoked" ? "target-revoked" : "ended", `Room “${room}” has ended: ${detail.message}`);
+        setJoined(false);
+      }
       if (state === "failed") {
         const ended = detail.error instanceof GatewayRefusal && detail.error.code === "unknown_room";
         status.show(
