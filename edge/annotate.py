@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,17 @@ def annotate(
 class VideoWriter:
     """H.264 (libx264, yuv420p) MP4 writer for RGB frames; odd sizes are cropped to even."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 23) -> None:
+    def __init__(
+        self, path: str | Path, width: int, height: int, fps: float, crf: int = 23,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """metadata: the container's tags (title, comment, …), written into the MP4's header."""
         import av
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container: Any = av.open(str(self.path), mode="w")
+        self._container.metadata.update(metadata or {})
         rate = Fraction(fps).limit_denominator(1001)
         self._stream: Any = self._container.add_stream("libx264", rate=rate)
         self._width, self._height = width - width % 2, height - height % 2

@@ -178,6 +178,16 @@ class CoefficientUplink:
         return packet
 
 
+def synthetic_video_tags(target: str) -> dict[str, str]:
+    """Return the MP4 tags of a recording of a headcast avatar: it is synthetic, and whose likeness it shows."""
+    whose = f"of the enrolled target {target!r}" if target else "of an enrolled target"
+    return {
+        "title": f"headcast avatar: {target or 'unknown target'}",
+        "comment": f"SYNTHETIC VIDEO: a headcast avatar {whose}, generated from another person's face coefficients",
+        "description": f"synthetic=true; generator=headcast; target={target}",
+    }
+
+
 class RecordingSink:
     """Writes received frames to an MP4 (edge.annotate.VideoWriter) at the size the stream settles on.
 
@@ -190,6 +200,7 @@ class RecordingSink:
         self.path = Path(path)
         self.fps = fps
         self.settle_frames = settle_frames
+        self.target = ""  # whose avatar it shows: the file says it is synthetic, and of whom (set before frames come)
         self.frames = 0
         self._writer: Any = None
         self._size = (0, 0)
@@ -208,7 +219,7 @@ class RecordingSink:
 
         newest = self._pending[-1]
         self._size = (newest.shape[1], newest.shape[0])
-        self._writer = VideoWriter(self.path, *self._size, self.fps)
+        self._writer = VideoWriter(self.path, *self._size, self.fps, metadata=synthetic_video_tags(self.target))
         for rgb in self._pending:
             if (rgb.shape[1], rgb.shape[0]) == self._size:
                 self._write(rgb)
@@ -394,6 +405,8 @@ class SenderClient:
         self.background = background
         self.session: str | None = None
         self.recording = RecordingSink(record, fps) if record is not None else None
+        if self.recording is not None:
+            self.recording.target = target
         self.on_frame = on_frame
         self.on_event = on_event
         self._metrics = SenderMetrics(self.config.latency_window)
@@ -628,6 +641,7 @@ class ViewerClient:
         self.session: str | None = None
         self.recording = RecordingSink(record, fps) if record is not None else None
         self.ended_because = ""
+        self.target = ""  # whose avatar the room shows, from the gateway's answer
         self.on_frame = on_frame
         self._metrics = ViewerMetrics()
         self._peer: _Peer | None = None
@@ -649,6 +663,9 @@ class ViewerClient:
         try:
             answer = await peer.negotiate(url, self.token, {}, self.config.connect_timeout_s)
             self.session = str(answer.get("session") or "")
+            self.target = str(answer.get("target") or "")
+            if self.recording is not None:
+                self.recording.target = self.target
             await peer.wait_ready(self.config.connect_timeout_s)
             self._metrics.connected = True
             waits = [asyncio.create_task(peer.lost.wait()), asyncio.create_task(self._stop.wait())]

@@ -95,8 +95,10 @@ class AvatarTarget:
         rasterise: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.uint8]] | None = None,
         warp_references: int = 0,
         warp_on_device: bool = False,
+        badge: bool = False,
     ) -> None:
         self.target_id = bundle.metadata.target_id
+        self.badge = badge
         self.version = bundle.version
         self.person = bundle.person
         self.runtime = runtime
@@ -227,6 +229,9 @@ class AvatarTarget:
             composite = functional.interpolate(composite, size=(self.output_size,) * 2, mode="bilinear",
                                       antialias=self.output_size < self.size_px)  # fmt: skip
         out = _to_uint8(composite)
+        if self.badge:
+            for frame in out:
+                draw_badge(frame)
         faces = _to_uint8(frames)
         composite_ms = (time.perf_counter() - started) * 1000 / batch
         name = replica_name()
@@ -253,6 +258,27 @@ class AvatarTarget:
             return self._plate
         colour = torch.tensor(request.background, dtype=torch.float32, device=self.device) / 127.5 - 1
         return colour.view(3, 1, 1).expand_as(self._plate)
+
+
+BADGE_TEXT = "SYNTHETIC"
+
+
+def draw_badge(frame: npt.NDArray[np.uint8]) -> None:
+    """Draw the visible "SYNTHETIC" label into the lower left corner of an (H, W, 3) RGB frame, in place.
+
+    White text on a dark box, sized to the frame (about a third of its width), so that it stays legible
+    after the video is scaled down and coded."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale = width / 3 / cv2.getTextSize(BADGE_TEXT, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)[0][0]
+    thickness = max(1, round(2 * scale))
+    (text_w, text_h), baseline = cv2.getTextSize(BADGE_TEXT, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, text_h // 3)
+    top = height - text_h - baseline - 3 * pad
+    cv2.rectangle(frame, (pad, top), (pad + text_w + 2 * pad, height - pad), (24, 24, 24), cv2.FILLED)
+    cv2.putText(frame, BADGE_TEXT, (2 * pad, height - baseline - 2 * pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thickness, cv2.LINE_AA)  # fmt: skip
 
 
 def _to_uint8(images: Tensor) -> npt.NDArray[np.uint8]:

@@ -76,6 +76,7 @@ def load_target(registry: TargetRegistry, target_id: str, config: ServingConfig)
         warp_references=generator.config.warp_references,
         # The warp's fields are rasterised where the NMFC is: on the device with the torch rasteriser.
         warp_on_device=rasterise is not None,
+        badge=config.synthetic_badge,
     )
 
 

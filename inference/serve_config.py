@@ -28,6 +28,9 @@ class ServingConfig(configs.StrictConfig):
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per replica (fractions share one)")
     max_ongoing_requests: int = Field(32, ge=1, description="requests a replica accepts at once before queueing")
     max_targets_per_replica: int = Field(4, ge=1, description="target bundles a replica keeps loaded (LRU)")
+    synthetic_badge: bool = Field(
+        False, description="draw a visible SYNTHETIC label into every frame the app composites"
+    )
     revocation_check_s: float = Field(
         0.25, gt=0, description="a replica asks the registry whether a target it renders was revoked this often; "
         "a revoked one is dropped from its cache and refused",

@@ -149,7 +149,9 @@ class Gateway:
         self._register(peer)
         self._watch(peer, lambda why: self._close_viewer(room, peer, why))
         log.info("session %s started: room %s, viewer (%d watching)", peer.session_id, room_name, len(room.viewers))
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": peer.session_id})
+        return web.json_response(
+            {"sdp": answer.sdp, "type": answer.type, "session": peer.session_id, "target": room.target_id}
+        )
 
     async def describe(self, request: web.Request) -> web.Response:
         """Return a room's target, fps, viewers and frames rendered (any token of the room)."""

@@ -448,18 +448,30 @@ def test_the_sender_gets_its_self_view_and_round_trips(avatar_app: Any, sample_t
     recorded = mp4_frames(record)
     assert recorded and recorded[0].shape == (avatar_app.output_size, avatar_app.output_size, 3)
     assert len(recorded) >= len(rendered()) - 2  # the recording starts at the first rendered frame
+    assert_marked_synthetic(record, TARGET)
+
+
+def assert_marked_synthetic(path: Path, target: str) -> None:
+    """Assert the MP4's own tags say it is a synthetic video and of whom (what any player or ffprobe shows)."""
+    import av
+
+    with av.open(str(path)) as video:
+        tags = dict(video.metadata)
+    assert tags.get("comment", "").startswith("SYNTHETIC VIDEO") and repr(target) in tags["comment"], tags
+    assert tags.get("description") == f"synthetic=true; generator=headcast; target={target}", tags
 
 
 @pytest.mark.slow
-def test_a_viewer_watches_the_room(avatar_app: Any, sample_tracks: Any) -> None:
+def test_a_viewer_watches_the_room(avatar_app: Any, sample_tracks: Any, tmp_path: Path) -> None:
     source = Looped(clip_coefficients(sample_tracks, 96))
+    record = tmp_path / "viewer.mp4"
 
     async def scenario() -> None:
         async with running_gateway(avatar_app) as url:
             sender = SenderClient(url, token("send"), TARGET, fps=FPS)
             sending = asyncio.create_task(sender.run(source, realtime=True))
             await until(lambda: sender.stats.connected, "the sender to connect")
-            viewer = ViewerClient(url, token("view"))
+            viewer = ViewerClient(url, token("view"), record=record)
             watching = asyncio.create_task(viewer.run())
             await until(lambda: viewer.stats.frames_received >= 25 or watching.done(), "a second of video")
             viewer.stop()
@@ -472,8 +484,10 @@ def test_a_viewer_watches_the_room(avatar_app: Any, sample_tracks: Any) -> None:
         assert stats.frames_received >= 25
         assert viewer.ended_because == "stopped"
         assert briefly.ended_because == "duration reached"
+        assert viewer.target == TARGET  # the gateway's answer says whose avatar the room shows
 
     live(scenario)
+    assert_marked_synthetic(record, TARGET)
 
 
 @pytest.mark.slow

@@ -212,3 +212,23 @@ def test_a_bundle_without_references_is_served_from_its_nmfc_with_a_notice(
     with pytest.raises(RenderError, match="enrol it again"):
         AvatarTarget(older, eager(old), size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
                      device=torch.device("cpu"), warp_references=4)  # fmt: skip
+
+
+def test_the_visible_badge_marks_every_frame_when_asked(bundle: TargetBundle, target: AvatarTarget) -> None:
+    from inference.avatar import draw_badge
+
+    generator = target_generator(bundle)
+    badged = AvatarTarget(bundle, eager(generator), size_px=SIZE, nmfc_frames=3, previous_frames=2, output_size=256,
+                          device=torch.device("cpu"), warp_references=generator.config.warp_references,
+                          badge=True)  # fmt: skip
+    plain = target.render([request(coefficients(0))])[0].frame
+    marked = badged.render([request(coefficients(0))])[0].frame
+    changed = np.abs(marked.astype(int) - plain.astype(int)).sum(axis=2) > 0
+    rows, cols = np.nonzero(changed)
+    # Only the lower left corner changed: a dark box with white text, about a third of the frame wide.
+    assert rows.min() > 256 * 0.8 and cols.max() < 256 * 0.5 and cols.max() - cols.min() > 256 * 0.25
+    box = marked[changed]
+    assert (box.max(axis=1) > 230).mean() > 0.05 and (box.max(axis=1) < 40).mean() > 0.3
+    again = plain.copy()
+    draw_badge(again)
+    np.testing.assert_array_equal(again, marked)  # the app's frames carry exactly draw_badge's label
