@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +109,10 @@ def test_the_packaged_configuration_loads_and_bad_values_are_refused(tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def local_ray(local_ray_starter: Callable[[], None]) -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    local_ray_starter()
     yield
     ray.shutdown()
 
