@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import math
@@ -637,18 +638,39 @@ async def run_edge_cli(
     from base import assets
 
     clip = clip or assets.resolve("sample_clip")
-    command = [sys.executable, "-m", "headcast", "edge", "--source", str(clip), "--server", url,
-               "--token", token("send"), "--target", TARGET, "--record", str(record), *more]  # fmt: skip
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "-m", "headcast", "edge", "--source", str(clip),
+               "--server", url, "--token", token("send"), "--target", TARGET, "--record", str(record),
+               *more]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
+    signals = ""
     if interrupt_when is not None:
         await until(lambda: interrupt_when() or process.returncode is not None, "the moment to interrupt")
         if process.returncode is None:
+            signals = _signal_state(process.pid)
             process.send_signal(signal.SIGINT)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=EVENT_TIMEOUT_S)
     assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    return process.returncode, output.decode(errors="replace") + signals
+
+
+# The child starts as from a terminal, where Ctrl-C is heard: SIGINT at its default and not blocked, whatever
+# signal state the test runner's threads (Ray, gRPC) would hand down; then it becomes the edge command itself.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def _signal_state(pid: int) -> str:
+    """Return the child's signal masks as the kernel reports them: why an interrupt went unheard, if it does."""
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+        return "\nsignals at the interrupt: " + " ".join(
+            line.replace("\t", "") for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))
+        )
+    return ""
 
 
 def rendered_in(running: Any, room: str = ROOM) -> int:
