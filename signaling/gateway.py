@@ -33,6 +33,7 @@ from signaling.config import GatewayConfig
 from signaling.enrolment import add_enrolment_routes
 from signaling.errors import GatewayError, RendererUnavailableError
 from signaling.metrics import GatewayMetrics
+from signaling.openapi import openapi_document
 from signaling.pages import add_page_routes
 from signaling.renderer import Renderer
 from signaling.sessions import Peer, Room, SenderSession, log_failure
@@ -535,6 +536,12 @@ def create_app(config: GatewayConfig, renderer: Renderer, secret: bytes, enrolle
     app.router.add_get("/healthz", gateway.healthz)
     add_page_routes(app, config)
     add_enrolment_routes(app, config, secret, enroller)
+    description = openapi_document(enrolment=enroller is not None)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(description)
+
+    app.router.add_get("/api/openapi.json", openapi)
 
     async def on_startup(app: web.Application) -> None:
         gateway._spawn(gateway.sample_traffic())
