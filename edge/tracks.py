@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tokenize
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,17 +127,28 @@ def save_tracks(tracks: Tracks, out_dir: str | Path) -> Path:
     return out
 
 
+# What reading a damaged or foreign tracks folder raises: JSON, zip and numpy's .npy header parsing (which
+# tokenizes a Python literal) each have their own errors; found by fuzzing (ops/fuzz/targets.py `tracks`).
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError,
+              NotImplementedError, RuntimeError, SyntaxError, RecursionError, zipfile.BadZipFile, zlib.error,
+              tokenize.TokenError)  # fmt: skip
+
+
 def load_tracks(path: str | Path) -> Tracks:
-    """Return the Tracks saved in a folder (or its tracks.npz) by `save_tracks`."""
+    """Return the Tracks saved in a folder (or its tracks.npz) by `save_tracks`; TrackingError when it holds none."""
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-        with np.load(folder / TRACKS_FILE) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise TrackingError(f"{folder} holds no readable tracks ({error}); run `headcast track` again") from None
+        return _read_tracks(folder)
+    except UNREADABLE as error:
+        raise TrackingError(f"{folder} holds no readable tracks ({error!r}); run `headcast track` again") from None
+
+
+def _read_tracks(folder: Path) -> Tracks:
+    summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    with np.load(folder / TRACKS_FILE) as data:
+        arrays = {key: data[key] for key in data.files}
     version = int(arrays.get("format_version", -1))
     if version != FORMAT_VERSION:
         raise TrackingError(f"{folder}: tracks format {version}, this headcast reads {FORMAT_VERSION}; track again")

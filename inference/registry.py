@@ -228,7 +228,8 @@ class TargetRegistry:
 
     def metadata(self, target_id: str, version: str | None = None) -> TargetMetadata:
         """Return a target's metadata (its newest version unless `version` is given)."""
-        return _metadata_from_json(self._manifest(target_id, version)[0]["metadata"])
+        manifest, folder = self._manifest(target_id, version)
+        return _metadata_from_json(manifest, f"{folder}/{MANIFEST}")
 
     def _manifest(self, target_id: str, version: str | None) -> tuple[dict[str, Any], str]:
         versions = self.versions(target_id)
@@ -244,6 +245,8 @@ class TargetRegistry:
                 manifest = json.loads(stream.read())
         except (OSError, ValueError) as error:
             raise RegistryError(f"{folder}/{MANIFEST} is unreadable ({error})") from None
+        if not isinstance(manifest, dict):
+            raise RegistryError(f"{folder}/{MANIFEST} is not a bundle manifest (a JSON object); enrol the target again")
         if manifest.get("format_version") not in READABLE_FORMATS:
             raise RegistryError(f"{folder}: bundle format {manifest.get('format_version')}, this headcast reads "
                                 f"{', '.join(map(str, READABLE_FORMATS))}; enrol the target again")  # fmt: skip
@@ -273,6 +276,8 @@ class TargetRegistry:
             return None
         except (OSError, ValueError) as error:  # unreadable counts as revoked: never serve what may be withdrawn
             return Revocation(target_id, "", "unknown", f"{path} is unreadable ({error})")
+        if not isinstance(data, dict):
+            return Revocation(target_id, "", "unknown", f"{path} is not a revocation record")
         return Revocation(**{key: str(data.get(key, "")) for key in ("target_id", "revoked_at", "by", "reason")})
 
     def state(self, target_id: str) -> Literal["enrolled", "revoked", "unknown"]:
@@ -303,8 +308,9 @@ class TargetRegistry:
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, FitError, KeyError,
                 WarpError) as error:  # fmt: skip
             raise RegistryError(f"the bundle in {folder} is damaged ({error}); enrol the target again") from None
-        return TargetBundle(_metadata_from_json(manifest["metadata"]), state, person,
-                            identity.astype(np.float32), background, manifest["version"], references)  # fmt: skip
+        version_name = str(manifest.get("version", folder.rsplit("/", 1)[-1]))
+        return TargetBundle(_metadata_from_json(manifest, f"{folder}/{MANIFEST}"), state, person,
+                            identity.astype(np.float32), background, version_name, references)  # fmt: skip
 
     def delete(self, target_id: str) -> DeletionReceipt:
         """Remove a target and all its versions; return the receipt, also kept under `receipts/`.
@@ -347,16 +353,23 @@ def _metadata_json(metadata: TargetMetadata) -> dict[str, Any]:
     return data
 
 
-def _metadata_from_json(data: Mapping[str, Any]) -> TargetMetadata:
-    return TargetMetadata(
-        target_id=data["target_id"],
-        owner=data["owner"],
-        consent=Consent(**data["consent"]),
-        model_size=data["model_size"],
-        allowed_drivers=tuple(data.get("allowed_drivers", ())),
-        training=data.get("training", {}),
-        metrics=data.get("metrics", {}),
-    )
+def _metadata_from_json(manifest: Mapping[str, Any], where: str) -> TargetMetadata:
+    """Return the metadata of a bundle's manifest; RegistryError when it is not what `save` writes."""
+    try:
+        data = manifest["metadata"]
+        texts = [data[key] for key in ("target_id", "owner", "model_size")]
+        drivers, training, metrics = data.get("allowed_drivers", []), data.get("training", {}), data.get("metrics", {})
+        consent = data["consent"]
+        if not all(isinstance(text, str) for text in texts) or not isinstance(consent, dict):
+            raise TypeError("target_id, owner and model_size are text, consent an object")
+        if not isinstance(drivers, list) or not all(isinstance(d, str) for d in drivers):
+            raise TypeError("allowed_drivers is a list of names")
+        if not isinstance(training, dict) or not isinstance(metrics, dict):
+            raise TypeError("training and metrics are objects")
+        return TargetMetadata(target_id=texts[0], owner=texts[1], consent=Consent(**consent), model_size=texts[2],
+                              allowed_drivers=tuple(drivers), training=training, metrics=metrics)  # fmt: skip
+    except (KeyError, TypeError, AttributeError) as error:
+        raise RegistryError(f"{where} holds no valid target metadata ({error}); enrol the target again") from None
 
 
 def _references_npz(references: ReferenceFrames) -> bytes:

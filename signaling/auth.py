@@ -111,6 +111,8 @@ def verify_token(secret: bytes, token: str | None, now: float | None = None) -> 
     """Return the Grant of a valid token; raises AuthError saying why a token is refused."""
     if not token:
         raise AuthError("no token: ask the room's owner for one (`headcast token`)")
+    if not token.isascii():  # a JWT is base64url and dots; PyJWT cannot even encode some other text
+        raise AuthError("the token is malformed (it holds characters no token has)")
     # With an explicit clock (tests, replays) expiry is checked below against it instead.
     options: jwt.types.Options = {
         "require": ["exp", "iat", "sub", "jti", "iss"],
@@ -127,15 +129,17 @@ def verify_token(secret: bytes, token: str | None, now: float | None = None) -> 
         raise AuthError(f"the token is malformed ({error})") from None
     if now is not None and claims["exp"] <= now:
         raise AuthError("the token has expired: ask for a new one")
-    role = claims.get("role")
-    if role not in ROLES or not isinstance(claims.get("room"), str) or not isinstance(claims.get("targets"), list):
+    role, targets, sessions = claims.get("role"), claims.get("targets"), claims.get("max_sessions", 1)
+    if role not in ROLES or not isinstance(claims.get("room"), str) or not isinstance(targets, list):
         raise AuthError("the token is malformed (room, role or targets missing)")
+    if not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1:
+        raise AuthError("the token is malformed (max_sessions is a positive integer)")
     return Grant(
         subject=str(claims["sub"]),
         room=claims["room"],
         role=role,
-        targets=tuple(str(t) for t in claims["targets"]),
-        max_sessions=int(claims.get("max_sessions", 1)),
+        targets=tuple(str(t) for t in targets),
+        max_sessions=sessions,
         expires_at=int(claims["exp"]),
         token_id=str(claims["jti"]),
     )

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # Ray submission ids; anything else cannot name a job
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_OFFSET = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() takes "²", which int() refuses
 MAX_SUBJECT_CHARS = 200
 META_FILE = "upload.json"
 PART_FILE = "recording.part"
@@ -280,7 +281,7 @@ class Enrolments:
         """Return the offset after appending the request's body at `Upload-Offset` (409 at any other offset)."""
         upload = self._upload(request, self._authorize(request))
         offset = self.store.offset(upload)
-        claimed = _offset_header(request)
+        claimed = parse_upload_offset(request.headers.get("Upload-Offset"))
         if upload.job:
             return _conflict("upload_complete", "this upload is complete and enrolling: follow its job", offset)
         if upload.id in self._busy:
@@ -472,9 +473,9 @@ class Enrolments:
             await asyncio.sleep(self.settings.sweep_interval_s)
 
 
-def _offset_header(request: web.Request) -> int:
-    value = request.headers.get("Upload-Offset", "")
-    if not value.isdigit():
+def parse_upload_offset(value: str | None) -> int:
+    """Return the byte offset an `Upload-Offset` header value names; 400 unless it is ASCII decimal digits."""
+    if value is None or not UPLOAD_OFFSET.fullmatch(value):
         raise GatewayError(400, "bad_request", "a chunk says where it starts: header Upload-Offset: <bytes>")
     return int(value)
 

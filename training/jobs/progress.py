@@ -73,7 +73,7 @@ class JobProgress:
                 eta_s=None if eta is None else float(eta),
                 updated_at=float(data.get("updated_at", 0.0)),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise JobError(f"not a progress record ({error!r}): {dict(data)}") from error
 
 
@@ -88,9 +88,11 @@ def read_progress(path: str | Path) -> JobProgress | None:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as error:
+        raise JobError(f"{path} is not a progress record ({error}); write it with write_progress") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise JobError(
             f"{path} is not a progress record ({error}); the job must write it with write_progress"
         ) from error
@@ -122,7 +124,7 @@ def progress_from_logs(logs: str) -> JobProgress | None:
     """Return the last progress record printed by `report_progress` in a job's logs, or None."""
     for line in reversed(logs.splitlines()):
         if line.startswith(PROGRESS_LOG_PREFIX):
-            with contextlib.suppress(json.JSONDecodeError, JobError):
+            with contextlib.suppress(json.JSONDecodeError, RecursionError, JobError):
                 data = json.loads(line[len(PROGRESS_LOG_PREFIX) :])
                 if isinstance(data, dict):
                     return JobProgress.from_dict(data)
