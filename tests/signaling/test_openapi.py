@@ -3,8 +3,10 @@
 The description names exactly the routes the gateway serves, with and without enrolment. Then schemathesis
 generates requests from it, valid and malformed, and sends them to a real gateway on a TCP port: in front of
 the real Serve app (local Ray, the test target "woman") for the live-session calls, and of the real
-JobEnroller (a private Ray head) for the enrolment calls. Every answer must be one the description allows
-(status, content type, body schema), no request may cost a 500, and malformed ones must be refused.
+JobEnroller for the enrolment calls (its private Ray head starts only for a submitted job, which no generated
+upload completes, so a progress call meets no cluster and is answered 404 or 503, as described). Every answer
+must be one the description allows (status, content type, body schema), no request may cost a 500, and
+malformed ones must be refused.
 
 The requests carry a token of the right role, and the session calls name the room it is for and (half of
 them) the enrolled target, so they reach the checks behind authorisation: the body, the SDP, the room.
@@ -101,7 +103,7 @@ def sessions_gateway(avatar_app: ServingConfig) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def enrolment_gateway(enrolment_jobs: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A gateway with the real JobEnroller on the module's private Ray head."""
+    """A gateway with the real JobEnroller and the module's private cache and registry."""
     settings = EnrolmentConfig(uploads_dir=tmp_path_factory.mktemp("uploads"), max_chunk_bytes=64 * 1024)
     config = GatewayConfig(port=0, limits=LimitsConfig(max_upload_bytes=512 * 1024), enrolment=settings)
     with gateway_thread(config, ServeRenderer("absent"), JobEnroller(enrolment_jobs)) as url:
