@@ -147,7 +147,8 @@ def start_local_ray() -> None:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             return
         except Exception as error:
-            if "timed out during startup" not in str(error) or attempt == RAY_START_ATTEMPTS:
+            starting = ("timed out during startup", "Timed out waiting for file")  # the raylet's, the GCS port file's
+            if not any(text in str(error) for text in starting) or attempt == RAY_START_ATTEMPTS:
                 raise
             ray.shutdown()
             print(f"local Ray did not start within Ray's 30 s (attempt {attempt}); starting it again")

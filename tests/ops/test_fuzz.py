@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,11 @@ def test_what_a_fuzzer_found_is_refused_cleanly(found: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_the_target_fuzzes_clean_for_its_bounded_time(name: str, tmp_path: Path) -> None:
+    # libFuzzer's memory guard reads the peak RSS, which a child inherits from this (large) test process:
+    # the limit is 2 GiB above what the child starts with.
+    rss_limit_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + 2048
     command = [sys.executable, str(FUZZ / "run.py"), name, f"-max_total_time={SECONDS}", f"-runs={MAX_RUNS}",
+               f"-rss_limit_mb={rss_limit_mb}",
                f"-artifact_prefix={tmp_path}/", str(tmp_path / "new"), str(FUZZ / "corpus" / name)]  # fmt: skip
     (tmp_path / "new").mkdir()
     run = subprocess.run(command, check=False, capture_output=True, text=True, errors="replace", timeout=SECONDS + 300)
