@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,9 @@ from edge.coefficients import coefficient_stream
 from edge.tracks import Tracks
 from face3d.coefficients import Coefficients
 from face3d.retarget import SourcePoseTracker
+
+if TYPE_CHECKING:
+    from training.pretrain import PretrainProgress
 
 DEMO_TARGET = "woman"
 DEMO_ROOM = "demo"
@@ -81,11 +84,27 @@ def ensure_demo_target(
     config = PretrainConfig.load(DEMO_PROFILE, steps=base_steps, holdout_frames=0)
     size = config.model_configs()[0].size_px
     log(f"pretraining the demo's base ({base_steps} steps on synthetic faces at {size}², once)")
-    base = pretrain(config, synthetic_corpus(4, 48, size, 100), cache / "base", backend="local")
+    base = pretrain(config, synthetic_corpus(4, 48, size, 100), cache / "base", backend="local",
+                    progress=tenths(log, "pretraining"))  # fmt: skip
     log("enrolling the clip's woman (few-shot fine-tuning, once)")
     enrol(clip, DEMO_TARGET, registry, "demo", "the sample clip's woman (OpenCV's Megamind.avi, opencv-doc)",
-           base.checkpoint, EnrolConfig.load(DEMO_PROFILE), cache / "enrol", person=0)  # fmt: skip
+           base.checkpoint, EnrolConfig.load(DEMO_PROFILE), cache / "enrol", person=0,
+           progress=tenths(log, "fine-tuning"))  # fmt: skip
     return registry, False
+
+
+def tenths(log: Callable[[str], None], stage: str) -> Callable[[PretrainProgress], None]:
+    """Return a progress callback that logs `stage` at every tenth of its steps, with the time left."""
+    shown = -1
+
+    def report(update: PretrainProgress) -> None:
+        nonlocal shown
+        tenth = update.step * 10 // max(1, update.total)
+        if tenth > shown:
+            shown = tenth
+            log(f"  {stage}: step {update.step}/{update.total}, about {update.eta_s / 60:.0f} min left")
+
+    return report
 
 
 @dataclass

@@ -8,8 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import av
 import numpy as np
@@ -22,6 +23,38 @@ from base.cache import CACHE_ENV, cache_dir
 def headcast(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "headcast", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)  # fmt: skip
+
+
+def headcast_while_it_reports(*args: str, silence_s: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run a long command to its end, however slow the machine, failing only if it falls silent.
+
+    The command's console lines are its progress (stages, tenths of training steps): a run that writes
+    nothing for `silence_s` is hung, not slow, and is killed with what it wrote so far in the failure."""
+    process = subprocess.Popen([sys.executable, "-m", "headcast", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    heard = threading.Event()
+
+    def drain(name: str, stream: IO[str]) -> None:
+        for line in stream:
+            lines[name].append(line)
+            heard.set()
+        heard.set()  # the end of the stream: the loop below sees the exit at once
+
+    readers = [threading.Thread(target=drain, args=(name, getattr(process, name)), daemon=True) for name in lines]
+    for reader in readers:
+        reader.start()
+    while process.poll() is None:
+        if not heard.wait(silence_s) and process.poll() is None:
+            process.kill()
+            process.wait()
+            pytest.fail(f"headcast {' '.join(args)} wrote nothing for {silence_s:.0f} s; it wrote:\n"
+                        + "".join(lines["stderr"][-40:]) + "".join(lines["stdout"][-40:]))  # fmt: skip
+        heard.clear()
+    for reader in readers:
+        reader.join()
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines["stdout"]),
+                                       "".join(lines["stderr"]))  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], ["track"], ["demo"], ["assets"], ["assets", "list"],
@@ -145,13 +178,16 @@ def test_demo_drives_a_live_avatar_through_the_real_stack(tmp_path: Path, sample
     out = tmp_path / "demo"
     # A 20-step base keeps the first enrolment short; its cache is cleared so this run enrols.
     shutil.rmtree(cache_dir() / "demo" / "cpu-base-20", ignore_errors=True)
-    result = headcast("demo", "--out", str(out), "--base-steps", "20", timeout=900)
+    result = headcast_while_it_reports("demo", "--out", str(out), "--base-steps", "20")
     assert result.returncode == 0, result.stderr[-3000:]
     # A quiet console: Ray's banner and its shutdown chatter, MediaPipe's native lines, go to the log file.
     log = Path(re.search(r"^logs: (\S+)", result.stderr, re.MULTILINE).group(1))  # type: ignore[union-attr]
     for noise in ("Started a local Ray instance", "(raylet)", "ray.kill", "Traceback", "W0000", "INFO "):
         assert noise not in result.stderr + result.stdout, noise
     assert "Started a local Ray instance" in log.read_text()
+    # Minutes of training show their progress: each stage at its tenths of steps, with the time left.
+    for stage in ("pretraining", "fine-tuning"):
+        assert re.search(rf"{stage}: step \d+/\d+, about \d+ min left", result.stderr), result.stderr
     assert re.search(r"round trip +p50 \d+\.\d ms, p95 \d+\.\d ms", result.stdout), result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 270 and summary["face_fraction"] >= 0.95
