@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,18 +40,21 @@ def headcast_while_it_reports(*args: str, silence_s: float = 900) -> subprocess.
         for line in stream:
             lines[name].append(line)
             heard.set()
-        heard.set()  # the end of the stream: the loop below sees the exit at once
 
     readers = [threading.Thread(target=drain, args=(name, getattr(process, name)), daemon=True) for name in lines]
     for reader in readers:
         reader.start()
-    while process.poll() is None:
-        if not heard.wait(silence_s) and process.poll() is None:
+    heard_at = time.monotonic()
+    while any(reader.is_alive() for reader in readers):  # both streams close when the command exits
+        if heard.wait(1.0):
+            heard.clear()
+            heard_at = time.monotonic()
+        elif time.monotonic() - heard_at > silence_s:
             process.kill()
             process.wait()
             pytest.fail(f"headcast {' '.join(args)} wrote nothing for {silence_s:.0f} s; it wrote:\n"
                         + "".join(lines["stderr"][-40:]) + "".join(lines["stdout"][-40:]))  # fmt: skip
-        heard.clear()
+    process.wait()
     for reader in readers:
         reader.join()
     return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines["stdout"]),
