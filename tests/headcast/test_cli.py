@@ -55,8 +55,6 @@ def headcast_while_it_reports(*args: str, silence_s: float = 900) -> subprocess.
             pytest.fail(f"headcast {' '.join(args)} wrote nothing for {silence_s:.0f} s; it wrote:\n"
                         + "".join(lines["stderr"][-40:]) + "".join(lines["stdout"][-40:]))  # fmt: skip
     process.wait()
-    for reader in readers:
-        reader.join()
     return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines["stdout"]),
                                        "".join(lines["stderr"]))  # fmt: skip
 
