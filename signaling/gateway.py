@@ -104,13 +104,13 @@ class Gateway:
             sender = SenderSession(
                 session_id, target_id, fps, background, self.config, self.renderer, self.metrics, track
             )
-            pc = RTCPeerConnection()
+            pc = self._open_connection()
             room = Room(room_name, sender, Peer(session_id, "send", room_name, grant.token_id, pc), track)
             answer = await self._answer(pc, offer.sdp, room, needs_channel=True)
         except BaseException:
             self._release_session(grant.token_id)
             if pc is not None:
-                await _close_quietly(pc)
+                await self._close_connection(pc)
             raise
         finally:
             self._opening.discard(room_name)
@@ -130,19 +130,23 @@ class Gateway:
         grant = self._authorize(request, "view", room_name)
         offer = await self._read_offer(request)
         room = self._room(room_name)
+        # The seat is taken before negotiating: offers past the limit are refused at once, without a
+        # peer connection, however many arrive together.
         self._check_room_has_space(room)
         self._claim_session(grant)
-        pc = RTCPeerConnection()
+        room.joining += 1
+        pc = self._open_connection()
         try:
             answer = await self._answer(pc, offer.sdp, room, needs_channel=False)
-            # While this viewer was negotiated the sender may have left, or other viewers filled the room.
+            # While this viewer was negotiated the sender may have left.
             if self.rooms.get(room_name) is not room:
                 raise GatewayError(404, "unknown_room", f"room {room_name!r} closed: its sender left")
-            self._check_room_has_space(room)
         except BaseException:
             self._release_session(grant.token_id)
-            await _close_quietly(pc)
+            await self._close_connection(pc)
             raise
+        finally:
+            room.joining -= 1
         peer = Peer(uuid.uuid4().hex, "view", room_name, grant.token_id, pc)
         pc.on("datachannel", lambda channel: _attach_events(peer, channel))
         room.viewers[peer.session_id] = peer
@@ -231,7 +235,7 @@ class Gateway:
         return value
 
     def _check_room_has_space(self, room: Room) -> None:
-        if len(room.viewers) >= self.config.limits.max_viewers_per_room:
+        if len(room.viewers) + room.joining >= self.config.limits.max_viewers_per_room:
             raise GatewayError(
                 429, "room_full", f"room {room.name!r} has its {self.config.limits.max_viewers_per_room} viewers"
             )
@@ -270,6 +274,19 @@ class Gateway:
         self._sessions_per_token[token_id] -= 1
         if self._sessions_per_token[token_id] <= 0:
             del self._sessions_per_token[token_id]
+
+    def _open_connection(self) -> RTCPeerConnection:
+        """Return a new peer connection, counted until `_close_connection` has closed it."""
+        pc = RTCPeerConnection()
+        self.metrics.connections_opened.inc()
+        self.metrics.connections.inc()
+        return pc
+
+    async def _close_connection(self, pc: RTCPeerConnection) -> None:
+        try:
+            await _close_quietly(pc)
+        finally:
+            self.metrics.connections.dec()
 
     def _register(self, peer: Peer) -> None:
         self.peers[peer.session_id] = peer
@@ -407,7 +424,7 @@ class Gateway:
         self._release_session(peer.token_id)
         self.metrics.sessions.labels(peer.role).dec()
         await self._count_video_bytes(peer)
-        await self._within(_close_quietly(peer.pc), f"closing session {peer.session_id}'s connection")
+        await self._within(self._close_connection(peer.pc), f"closing session {peer.session_id}'s connection")
         lasted_s = time.monotonic() - peer.started_at
         log.info("session %s ended: room %s, %s, after %.1f s: %s", peer.session_id, peer.room,
                  "sender" if peer.role == "send" else "viewer", lasted_s, peer.ending or reason)  # fmt: skip

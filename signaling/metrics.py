@@ -48,6 +48,14 @@ class GatewayMetrics:
         )
         self.sessions = Gauge("headcast_gateway_sessions", "Live peer sessions, by role", ["role"], registry=r)
         self.rooms = Gauge("headcast_gateway_rooms", "Rooms with a live sender", registry=r)
+        # Every RTCPeerConnection the gateway made, and those not yet closed (negotiating, live or closing):
+        # an offer refused before negotiation costs none, and sessions that end leave none behind.
+        self.connections_opened = Counter(
+            "headcast_gateway_peer_connections_opened", "WebRTC peer connections created for offers", registry=r
+        )
+        self.connections = Gauge(
+            "headcast_gateway_peer_connections", "WebRTC peer connections created and not yet closed", registry=r
+        )
         self.bytes = Counter(
             "headcast_gateway_bytes", "Bytes through the gateway's peers", ["direction", "kind"], registry=r
         )

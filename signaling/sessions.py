@@ -411,6 +411,7 @@ class Room:
     track: AvatarTrack
     relay: MediaRelay = field(default_factory=MediaRelay)
     viewers: dict[str, Peer] = field(default_factory=dict)
+    joining: int = 0  # viewers being negotiated: they hold a seat until they join or fail
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the room has ended
     ended_for_good: str = ""  # why, when its target was revoked: the clients must not reconnect
 

@@ -27,7 +27,7 @@ from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
 from inference.serve_config import ServingConfig
 from signaling.auth import mint_token
-from signaling.config import GatewayConfig
+from signaling.config import GatewayConfig, LimitsConfig
 from signaling.gateway import RunningGateway, start_gateway
 from signaling.renderer import ServeRenderer
 
@@ -381,6 +381,42 @@ def test_offers_for_targets_rooms_and_sessions_that_cannot_be_had(avatar_app: Se
         await sender.pc.close()
 
     live(avatar_app, scenario)
+
+
+def test_a_full_room_refuses_viewers_before_negotiating_them(avatar_app: ServingConfig) -> None:
+    """Offers arriving together cannot overfill a room, and those past its limit are refused without a
+    peer connection (each once cost seconds of WebRTC setup and memory that stayed)."""
+
+    async def scenario(running: RunningGateway, http: aiohttp.ClientSession, output_px: int) -> None:
+        sender = Client(output_px, sender=True)
+        await sender.join(http, "/api/rooms/room-1/send", token("send"), target=TARGET)
+        viewers = [Client(output_px, sender=False) for _ in range(12)]
+        for viewer in viewers:
+            await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+
+        async def offer(viewer: Client) -> tuple[int, str]:
+            body = {"sdp": viewer.pc.localDescription.sdp, "type": "offer"}
+            bearer = {"Authorization": f"Bearer {token('view', max_sessions=20)}"}
+            async with http.post("/api/rooms/room-1/view", json=body, headers=bearer) as response:
+                answer = await response.json()
+            return response.status, answer.get("code", "")
+
+        outcomes = await asyncio.gather(*(offer(viewer) for viewer in viewers))
+        assert sorted(outcomes) == [(200, "")] * 2 + [(429, "room_full")] * 10
+        text = await metrics_text(http)
+        assert metric(text, "headcast_gateway_refusals_total", code="room_full") == 10
+        assert metric(text, "headcast_gateway_sessions", role="view") == 2
+        # The sender's and the two viewers' connections: none was made for a refused offer.
+        assert metric(text, "headcast_gateway_peer_connections_opened_total") == 3
+        assert metric(text, "headcast_gateway_peer_connections") == 3
+        for client in (sender, *viewers):
+            await client.pc.close()
+        deadline = time.monotonic() + EVENT_TIMEOUT_S
+        while metric(await metrics_text(http), "headcast_gateway_peer_connections") > 0:
+            assert time.monotonic() < deadline, "the gateway's peer connections did not close"
+            await asyncio.sleep(0.05)
+
+    live(avatar_app, scenario, limits=LimitsConfig(max_viewers_per_room=2))
 
 
 def test_renders_that_time_out_are_retried_and_the_session_survives(
