@@ -455,6 +455,7 @@ class SenderClient:
                 if task in done:
                     task.result()  # re-raises the failure (a gateway refusal, the source's error)
             if sending in done:
+                self._check_delivered()
                 await self._drain()
         finally:
             for task in tasks:
@@ -466,6 +467,17 @@ class SenderClient:
             if self.recording is not None:
                 self.recording.close()
         return self.stats
+
+    def _check_delivered(self) -> None:
+        """Raise EdgeError when the source ended while the connection was down: its last frames never
+        reached the gateway, and the session, never recovered, is not a success."""
+        peer = self._peer
+        if peer is not None and peer.lost.is_set():
+            dropped = self._metrics.snapshot(time.monotonic()).dropped_offline
+            raise EdgeError(
+                f"the source ended while reconnecting to the gateway ({peer.lost_reason}): the session never "
+                f"recovered; {dropped} frames were not sent"
+            )
 
     async def _wait_stop(self) -> None:
         await self._stop.wait()

@@ -47,7 +47,9 @@ class ClientConfig(configs.StrictConfig):
         5.0, gt=0, description="no message from the gateway (it sends stats every second) for this long: a drop"
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="offer POST, then until the data channel opens")
-    reconnect_attempts: int = Field(6, ge=0, description="offers after a drop before giving up (0: never reconnect)")
+    reconnect_attempts: int = Field(
+        18, ge=0, description="offers after a drop before giving up (0: never reconnect); with the backoff ~60 s"
+    )
     reconnect_first_delay_s: float = Field(0.25, ge=0, description="wait before the first re-offer; doubles each time")
     reconnect_max_delay_s: float = Field(4.0, ge=0, description="cap on the wait between re-offers")
     busy_retries: int = Field(
