@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -864,30 +864,38 @@ def serve(
     from ray import serve as ray_serve
 
     from headcast.enrolment import JobEnroller
+    from headcast.reaper import reaping_descendants
     from inference.serve_app import run_app
     from signaling.gateway import run_gateway
     from signaling.renderer import ServeRenderer
 
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        if deploy:
-            with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), {serving.runtime})"):
-                run_app(serving)
-        url = f"{gateway.scheme}://{gateway.host}:{gateway.port}"
-        console.print(f"gateway on {url}: pages {url}/send, {url}/view, {url}/enrol (the token goes after #token=); "
-                      "metrics at /metrics; mint tokens with `headcast token`", highlight=False,
-                      soft_wrap=True)  # fmt: skip
-        # Uploads from the enrolment page become enrolment jobs (configs/gateway.yaml `enrolment`).
-        enroller = JobEnroller.from_config(gateway.enrolment, serving.registry)
-        run_gateway(gateway, ServeRenderer(serving.app_name), secret, enroller)
-    finally:
-        if deploy:
-            ray_serve.delete(serving.app_name)
-        if address is None:
-            ray.shutdown()
-        removed = [f"removed the app {serving.app_name}"] if deploy else []
-        stopped = ["stopped the local Ray"] if address is None else []
-        console.print(f"gateway stopped; {', '.join([*removed, *stopped]) or 'the app keeps running'}", highlight=False)
+    with ExitStack() as local:
+        if address is None:  # the Ray started here ends with this command, even one killed (headcast/reaper.py)
+            local.enter_context(reaping_descendants())
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            if deploy:
+                with console.status(f"deploying {serving.app_name} ({serving.num_replicas} replica(s), "
+                                    f"{serving.runtime})"):  # fmt: skip
+                    run_app(serving)
+            url = f"{gateway.scheme}://{gateway.host}:{gateway.port}"
+            console.print(f"gateway on {url}: pages {url}/send, {url}/view, {url}/enrol (the token goes after "
+                          "#token=); metrics at /metrics; mint tokens with `headcast token`", highlight=False,
+                          soft_wrap=True)  # fmt: skip
+            # Uploads from the enrolment page become enrolment jobs (configs/gateway.yaml `enrolment`).
+            enroller = JobEnroller.from_config(gateway.enrolment, serving.registry)
+            run_gateway(gateway, ServeRenderer(serving.app_name), secret, enroller)
+        finally:
+            # A local Ray takes its app with it; only an app on a cluster that outlives us is removed by name.
+            if address is not None and deploy:
+                ray_serve.delete(serving.app_name)
+            if address is None:
+                ray.shutdown()
+            if address is None:
+                done = f"stopped the local Ray{f' and the app {serving.app_name}' if deploy else ''}"
+            else:
+                done = f"removed the app {serving.app_name}" if deploy else "the app keeps running"
+            console.print(f"gateway stopped; {done}", highlight=False)
 
 
 @app.command()
@@ -928,15 +936,18 @@ def demo(
         stream = live.retimed(tracks, source, fps, repeat)
         import ray
 
-        ray.init(include_dashboard=False, log_to_driver=False)
-        try:
-            with console.status(f"person {source} drives the avatar of person {target} ({len(stream)} frames)"):
-                session = asyncio.run(live.live_session(registry, stream, fps, out_dir, _fetch_log))
-        finally:
-            from ray import serve as ray_serve
+        from headcast.reaper import reaping_descendants
 
-            ray_serve.shutdown()
-            ray.shutdown()
+        with reaping_descendants():  # the local Ray ends with the demo, even one killed
+            ray.init(include_dashboard=False, log_to_driver=False)
+            try:
+                with console.status(f"person {source} drives the avatar of person {target} ({len(stream)} frames)"):
+                    session = asyncio.run(live.live_session(registry, stream, fps, out_dir, _fetch_log))
+            finally:
+                from ray import serve as ray_serve
+
+                ray_serve.shutdown()
+                ray.shutdown()
         with console.status("writing the side-by-side video and the contact sheet"):
             paired = live.write_side_by_side(clip, registry, session, fps, out_dir / live.SIDE_BY_SIDE_VIDEO)
             live.write_contact_sheet(paired, out_dir / live.CONTACT_SHEET)
