@@ -338,7 +338,7 @@ class Gateway:
                 await close(f"it opened no data channel within {self.config.connect_timeout_s:g} s")
 
         peer.pc.on("connectionstatechange", on_state)
-        self._spawn(deadline())
+        peer.connect_deadline = self._spawn(deadline())
 
     async def _within(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
         """Await `coroutine` for at most CLOSE_GRACE_S; past that, leave it running in the background and log so."""
@@ -423,6 +423,10 @@ class Gateway:
             return  # closed already (closing a peer fires its own state change)
         self._release_session(peer.token_id)
         self.metrics.sessions.labels(peer.role).dec()
+        # A session that ends before its connect deadline does not keep the deadline's task waiting (one per
+        # session, `connect_timeout_s` long, piled up under churn), unless that task is the one closing it.
+        if peer.connect_deadline is not None and peer.connect_deadline is not asyncio.current_task():
+            peer.connect_deadline.cancel()
         await self._count_video_bytes(peer)
         await self._within(self._close_connection(peer.pc), f"closing session {peer.session_id}'s connection")
         lasted_s = time.monotonic() - peer.started_at
