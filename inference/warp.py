@@ -50,6 +50,11 @@ PRIOR_FLOOR = 0.01
 # reference ~80 %. Below the softness (a fraction of the face's extent) residuals count as equal.
 AFFINITY_SOFTNESS = 0.005
 AFFINITY_POWER = 8.0
+# How the references are resampled through the field. Bilinear averages 2×2 texels at every
+# sub-pixel offset and blurs: on the sample clip's woman at 128², 12 reference-to-reference warps kept
+# a median 0.61 of the sharpness of the frame warped onto with bilinear, 0.88 with bicubic, at the
+# same masked RGB distance (docs/notes.md); 4 references × 4 channels cost 2.0 ms against 0.52 ms.
+SAMPLING = "bicubic"
 
 
 class WarpError(HeadcastError, ValueError):
@@ -156,9 +161,11 @@ def warp_input(images: Tensor, masks: Tensor, grid: Tensor, validity: Tensor, af
     source = torch.cat([images, masks], dim=2).flatten(0, 1)  # (B·K, 4, S, S)
     # Outside the reference crop (hair and shoulders moving in from its edge) "border" smears the edge
     # pixels into streaks; a mirror image continues the texture.
-    sampled = functional.grid_sample(source.to(grid.dtype), normalised.flatten(0, 1), mode="bilinear",
+    sampled = functional.grid_sample(source.to(grid.dtype), normalised.flatten(0, 1), mode=SAMPLING,
                                      padding_mode="reflection", align_corners=False)  # fmt: skip
+    # Bicubic overshoots at edges: keep RGB in [−1, 1] and the mask in [0, 1].
     sampled = sampled.view(batch, count, 4, height, width)
+    sampled = torch.cat([sampled[:, :, :3].clamp(-1.0, 1.0), sampled[:, :, 3:].clamp(0.0, 1.0)], dim=2)
     prior = (validity + PRIOR_FLOOR) * affinity[:, :, None, None]
     prior = prior / prior.sum(dim=1, keepdim=True)
     return torch.cat([sampled, prior[:, :, None]], dim=2).flatten(1, 2)
