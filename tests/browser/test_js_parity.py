@@ -208,3 +208,23 @@ def test_the_js_estimator_computes_the_python_coefficients(page: Any, sample_tra
         assert js["scale"] == pytest.approx(c.scale, rel=ABS_TOLERANCE)
     assert seq == len(frames) - 1
     print(f"coefficients.js vs face3d.online over {seq} frames of the sample clip: max |difference| {worst:.1e}")
+
+
+def test_the_pages_reconnect_with_the_edges_settings(page: Any) -> None:
+    """web/src/session.js's CLIENT_CONFIG is edge/config.py's ClientConfig, in milliseconds: the pages are as
+    patient after a drop (and outlast a gateway restart) as the Python edge."""
+    from edge.config import EdgeConfig
+
+    python = EdgeConfig.load().client
+    pages = page.evaluate("async () => (await import('/static/session.js')).CLIENT_CONFIG")
+    assert pages == {
+        "pingIntervalMs": python.ping_interval_s * 1000,
+        "silenceTimeoutMs": python.silence_timeout_s * 1000,
+        "connectTimeoutMs": python.connect_timeout_s * 1000,
+        "reconnectAttempts": python.reconnect_attempts,
+        "reconnectFirstDelayMs": python.reconnect_first_delay_s * 1000,
+        "reconnectMaxDelayMs": python.reconnect_max_delay_s * 1000,
+        "busyRetries": python.busy_retries,
+        "maxBufferedBytes": python.max_buffered_bytes,
+        "latencyWindow": python.latency_window,
+    }

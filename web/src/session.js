@@ -38,7 +38,7 @@ export const CLIENT_CONFIG = Object.freeze({
   pingIntervalMs: 1000,
   silenceTimeoutMs: 5000,
   connectTimeoutMs: 10000,
-  reconnectAttempts: 6,
+  reconnectAttempts: 18, // ~60 s of backoff: a restarted `headcast serve` answers again after 19-24 s
   reconnectFirstDelayMs: 250,
   reconnectMaxDelayMs: 4000,
   busyRetries: 13,
