@@ -12,8 +12,11 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -817,3 +820,99 @@ def test_ctrl_c_ends_the_edge_command_with_the_recording_finished(avatar_app: An
 
     live(scenario)
     assert len(mp4_frames(record)) > 0  # the file is complete (its index written), not a truncated stream
+
+
+@dataclasses.dataclass
+class Namespace:
+    """A network namespace joined to this one by a veth pair: `host` here, `edge` in the namespace."""
+
+    name: str
+    link: str  # the host end: down cuts the namespace off
+    host: str
+    edge: str
+
+    def cut(self, down: bool) -> None:
+        subprocess.run(["ip", "link", "set", self.link, "down" if down else "up"], check=True)
+
+
+@pytest.fixture
+def namespace() -> Iterator[Namespace]:
+    """A namespace for the edge (needs CAP_NET_ADMIN and iproute2, as root in a container has)."""
+    tag = f"hc{os.getpid() % 100000}"
+    subnet = f"10.213.{os.getpid() % 250}"
+    net = Namespace(tag, f"{tag}h", f"{subnet}.1", f"{subnet}.2")
+    setup = [
+        ["ip", "netns", "add", net.name],
+        ["ip", "link", "add", net.link, "type", "veth", "peer", "name", f"{tag}e"],
+        ["ip", "link", "set", f"{tag}e", "netns", net.name],
+        ["ip", "addr", "add", f"{net.host}/30", "dev", net.link],
+        ["ip", "link", "set", net.link, "up"],
+        ["ip", "netns", "exec", net.name, "ip", "addr", "add", f"{net.edge}/30", "dev", f"{tag}e"],
+        ["ip", "netns", "exec", net.name, "ip", "link", "set", f"{tag}e", "up"],
+        ["ip", "netns", "exec", net.name, "ip", "link", "set", "lo", "up"],
+    ]
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2's `ip` is not installed")
+    first = subprocess.run(setup[0], capture_output=True, text=True, check=False)
+    if first.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here (needs CAP_NET_ADMIN): {first.stderr.strip()}")
+    try:
+        for command in setup[1:]:
+            subprocess.run(command, check=True, capture_output=True)
+        yield net
+    finally:
+        subprocess.run(["ip", "link", "del", net.link], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", net.name], check=False, capture_output=True)
+
+
+CUT_S = 5.0  # the fault: how long the sender's network is gone
+
+
+@pytest.mark.slow
+def test_the_session_survives_the_senders_network_cut_for_five_seconds(
+    avatar_app: Any, tmp_path: Path, namespace: Namespace
+) -> None:
+    """`headcast edge` in its own network namespace; its only link goes down for 5 s mid-session. The
+    command keeps going (reconnecting if the gateway gave its room up meanwhile) and frames render again."""
+    from signaling.config import GatewayConfig
+    from signaling.gateway import start_gateway
+    from signaling.renderer import ServeRenderer
+
+    clip = looped_clip(tmp_path / "looped.avi", 6)  # 66 s: longer than the cut and the recovery on any machine
+
+    async def scenario() -> tuple[int, str]:
+        config = GatewayConfig(host=namespace.host, port=0, placeholder_size_px=PLACEHOLDER_PX,
+                               app_name=avatar_app.app_name)  # fmt: skip
+        running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
+        rendered = running.gateway.metrics.frames_rendered
+        try:
+            command = ["ip", "netns", "exec", namespace.name, sys.executable, "-c", AS_FROM_A_TERMINAL, "-m",
+                       "headcast", "edge", "--source", str(clip), "--server", running.url, "--token", token("send"),
+                       "--target", TARGET]  # fmt: skip
+            edge = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            await until(lambda: rendered_in(running) >= 10 or edge.returncode is not None, "frames before the cut")
+            namespace.cut(down=True)
+            await asyncio.sleep(CUT_S)
+            namespace.cut(down=False)
+            after_cut = sample(rendered)
+            await until(lambda: sample(rendered) >= after_cut + 10 or edge.returncode is not None,
+                        "frames after the cut")  # fmt: skip
+            assert edge.returncode is None, "the edge gave up"
+            edge.send_signal(signal.SIGINT)
+            output, _ = await asyncio.wait_for(edge.communicate(), timeout=EVENT_TIMEOUT_S)
+            assert edge.returncode is not None
+            return edge.returncode, output.decode(errors="replace")
+        finally:
+            await running.stop()
+
+    code, output = asyncio.run(scenario())
+    print(output[-2000:])
+    assert code == 130, output
+    assert "Traceback" not in output
+
+
+def sample(counter: Any) -> float:
+    """Return a prometheus_client counter's value, as /metrics shows it."""
+    return float(next(iter(counter.collect())).samples[0].value)
