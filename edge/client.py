@@ -618,6 +618,8 @@ class SenderClient:
             self._metrics.gateway_stats(data)
         elif kind == "pong" and isinstance(data.get("t"), int | float):
             self._metrics.pong(float(data["t"]), now * 1000)
+        elif kind == "key_frame":  # the gateway's decoder lost our chain (a dropped packet): restart it now
+            self._uplink.reset()
         elif kind == "error":
             code, text = str(data.get("code", "error")), str(data.get("message", ""))
             self._metrics.gateway_error(code, text)

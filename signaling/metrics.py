@@ -59,6 +59,9 @@ class GatewayMetrics:
         self.bytes = Counter(
             "headcast_gateway_bytes", "Bytes through the gateway's peers", ["direction", "kind"], registry=r
         )
+        self.key_frame_requests = Counter(
+            "headcast_gateway_key_frame_requests", "Key frames asked of senders whose delta chain broke", registry=r
+        )
         self.render_retries = Counter(
             "headcast_gateway_render_retries", "Render calls retried after a replica failure or timeout", registry=r
         )

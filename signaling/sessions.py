@@ -137,6 +137,7 @@ class SenderSession:
         self._previous: deque[npt.NDArray[np.uint8]] = deque(maxlen=config.previous_frames)
         self._newest_seq: int | None = None
         self._jumped_to: int | None = None  # a packet far ahead of the newest, dropped until the next continues it
+        self._key_frame_requested = False  # asked for since the delta chain last broke, not received yet
         self._pending: tuple[DriveFrame, float] | None = None  # the newest packet not rendered yet, its arrival
         self._wake = asyncio.Event()
         self._limit = PacketRateLimit(config.limits.max_packets_per_s, config.limits.packet_burst)
@@ -175,6 +176,8 @@ class SenderSession:
         if not self._limit.allow():
             self._drop("rate")
             self._error("rate_limited", f"over {self.config.limits.max_packets_per_s:g} messages a second: dropped")
+            if isinstance(message, bytes):
+                self._request_key_frame()  # the deltas after a dropped packet reference a frame never decoded
             return
         if size > self.config.limits.max_packet_bytes:
             self._drop("bad")
@@ -209,7 +212,11 @@ class SenderSession:
         except WireError as error:
             self._drop("bad")
             self._error("bad_packet", str(error))
+            if isinstance(error, wire.MissingReferenceError):
+                self._request_key_frame()
             return
+        if packet[1] == wire.KIND_PLAIN:  # a key frame: the chain holds again
+            self._key_frame_requested = False
         self._newest_seq = coefficients.seq
         frame = DriveFrame(coefficients, self.pose.update(coefficients))
         if self._pending is not None:
@@ -244,6 +251,15 @@ class SenderSession:
         self._error("bad_packet", f"sequence number {seq} is {lead:+d} from the newest, {self._newest_seq}, "
                     f"beyond ±{limit}: dropped unless the next packet continues from it")  # fmt: skip
         return False
+
+    def _request_key_frame(self) -> None:
+        """Ask the sender for a key frame, once per break of its delta chain (not once per undecodable delta):
+        the chain resumes one round trip later instead of at the sender's next scheduled key frame."""
+        if self._key_frame_requested:
+            return
+        self._key_frame_requested = True
+        self.metrics.key_frame_requests.inc()
+        self.send({"type": "key_frame"})
 
     def send(self, message: dict[str, Any]) -> None:
         """Send `message` as JSON to the sender, when its channel is open."""

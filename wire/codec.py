@@ -68,6 +68,11 @@ class WireError(HeadcastError):
     """A coefficient packet could not be decoded (corrupt, from another wire version, or its reference was lost)."""
 
 
+class MissingReferenceError(WireError):
+    """A well-formed delta packet whose reference frame this decoder does not hold: the chain resumes at the
+    next key frame (which the receiver may ask the sender for)."""
+
+
 WIRE_VERSION = 1
 KIND_PLAIN = 0
 KIND_DELTA = 1
@@ -520,7 +525,7 @@ class CompactDecoder:
         state = self._state
         if state is None or state.frame.seq != reference_seq:
             held = "no frame" if state is None else f"frame {state.frame.seq}"
-            raise WireError(
+            raise MissingReferenceError(
                 f"delta packet {seq} references frame {reference_seq} but this decoder holds {held}; "
                 "waiting for the next key frame"
             )

@@ -244,6 +244,17 @@ def test_frames_skipped_for_congestion_leave_the_delta_chain_intact() -> None:
     assert metrics.frames_sent == 8
 
 
+def test_the_gateways_key_frame_request_restarts_the_chain_at_once() -> None:
+    client = SenderClient("http://gateway", jwt_with({"room": "r"}), TARGET)
+    channel = FakeChannel()
+    for seq in range(5):
+        client._uplink.send(face(seq), channel, seq / 25)
+    client._message(json.dumps({"type": "key_frame"}))  # the gateway lost a packet of this chain
+    for seq in range(5, 7):
+        client._uplink.send(face(seq), channel, seq / 25)
+    assert [is_key(p) for p in channel.sent] == [True, False, False, False, False, True, False]
+
+
 def test_a_key_frame_every_key_interval_packets() -> None:
     uplink = CoefficientUplink(SenderMetrics(), key_interval=30)
     channel = FakeChannel()
@@ -900,6 +911,13 @@ def test_the_session_survives_the_senders_network_cut_for_five_seconds(
             await until(lambda: sample(rendered) >= after_cut + 10 or edge.returncode is not None,
                         "frames after the cut")  # fmt: skip
             assert edge.returncode is None, "the edge gave up"
+            # The link's return flushes what SCTP held back at once: whatever the rate limit drops of it breaks
+            # the delta chain, and the gateway asks for the key frame that mends it.
+            metrics = running.gateway.metrics
+            broken = sample(metrics.packets_dropped.labels("rate")) + sample(metrics.packets_dropped.labels("bad"))
+            assert broken == 0 or sample(metrics.key_frame_requests) >= 1
+            print(f"after the cut: {broken:.0f} packets dropped (rate, bad), "
+                  f"{sample(metrics.key_frame_requests):.0f} key frame(s) asked for")  # fmt: skip
             edge.send_signal(signal.SIGINT)
             output, _ = await asyncio.wait_for(edge.communicate(), timeout=EVENT_TIMEOUT_S)
             assert edge.returncode is not None

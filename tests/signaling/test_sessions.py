@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -193,3 +194,32 @@ def test_a_session_stops_even_when_a_render_ignores_its_cancellation(caplog: pyt
     with caplog.at_level("WARNING", logger="signaling"):
         asyncio.run(scenario())
     assert any("render-s was still running" in r.getMessage() for r in caplog.records)
+
+
+def test_a_broken_delta_chain_asks_the_sender_for_a_key_frame_once() -> None:
+    sender, metrics = session()
+    asked: list[dict[str, Any]] = []
+    sender.send = asked.append  # type: ignore[method-assign,assignment]  # what would go to the sender's channel
+    stream = wire.encode_stream([coefficients(seq) for seq in range(40)], key_interval=30)
+    sender.receive(stream[0])
+    for packet in stream[2:5]:  # frame 1 was lost: every delta after it references a frame never decoded
+        sender.receive(packet)
+    assert [m for m in asked if m["type"] == "key_frame"] == [{"type": "key_frame"}]  # once per break
+    assert sender.counters.dropped["bad"] == 3
+    sender.receive(wire.encode_plain(coefficients(5)))  # the key frame asked for: the chain holds again
+    encoder = wire.CompactEncoder()
+    chain = [encoder.encode(coefficients(seq)) for seq in range(6, 9)]  # key 6, deltas 7 and 8 against it
+    sender.receive(chain[0])
+    sender.receive(chain[2])  # 7 lost: a new break, a new request
+    assert sum(m["type"] == "key_frame" for m in asked) == 2
+    assert "headcast_gateway_key_frame_requests_total 2.0" in metrics.exposition().decode()
+
+
+def test_a_packet_dropped_for_the_rate_asks_for_a_key_frame() -> None:
+    sender, _ = session(GatewayConfig(limits=LimitsConfig(max_packets_per_s=1, packet_burst=2)))
+    asked: list[dict[str, Any]] = []
+    sender.send = asked.append  # type: ignore[method-assign,assignment]
+    for packet in wire.encode_stream([coefficients(seq) for seq in range(5)]):  # a backlog flushed at once
+        sender.receive(packet)
+    assert sender.counters.dropped["rate"] == 3
+    assert [m for m in asked if m["type"] == "key_frame"] == [{"type": "key_frame"}]

@@ -94,6 +94,10 @@ class SenderRun {
     tracker.catch(() => {});
     this.session = new LiveSession({ role: "send", room, token, target, fps: FPS }, {
       onState: (state, detail) => this.sessionState(state, detail),
+      onMessage: (message) => {
+        // The gateway's decoder lost this chain (a dropped packet): the next packet is a key frame.
+        if (message.type === "key_frame") this.encoder.reset();
+      },
       onTrack: (stream) => {
         avatarVideo.srcObject = stream;
         avatarVideo.play().catch(() => {});
