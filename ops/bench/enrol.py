@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -90,6 +91,10 @@ def main() -> None:
         clips = enrolment_clips(work / "enrol-woman")
         train, held = split_holdout(clips, HER_SECOND_SHOT, 1)
         results["woman"]["frames_trained"] = sum(len(c) for c in train)
+        # The ablations' fine-tuning folders (git-ignored) belong to the bases of the run that wrote them. These
+        # bases are new, so an earlier run's checkpoints are replaced, not resumed (which fine-tuning refuses).
+        for earlier in (out / "ablations").glob("*/finetune"):
+            shutil.rmtree(earlier)
         reports = run_ablations(train, held, bases["warp"], enrol_config.finetune, out / "ablations",
                                 enrol_config.finetune.steps, no_warp_base=bases["no warp"])  # fmt: skip
         results["ablations"] = {name: report.as_dict() for name, report in reports.items()}
