@@ -332,6 +332,7 @@ class Gateway:
 
         async def deadline() -> None:
             await asyncio.sleep(self.config.connect_timeout_s)
+            peer.connect_deadline = None  # past its wait: whatever closing it starts must not be cancelled
             if peer.pc.connectionState != "connected":
                 await close(f"it did not connect within {self.config.connect_timeout_s:g} s")
             elif not ready():
@@ -424,8 +425,8 @@ class Gateway:
         self._release_session(peer.token_id)
         self.metrics.sessions.labels(peer.role).dec()
         # A session that ends before its connect deadline does not keep the deadline's task waiting (one per
-        # session, `connect_timeout_s` long, piled up under churn), unless that task is the one closing it.
-        if peer.connect_deadline is not None and peer.connect_deadline is not asyncio.current_task():
+        # session, `connect_timeout_s` long, piled up under churn).
+        if peer.connect_deadline is not None:
             peer.connect_deadline.cancel()
         await self._count_video_bytes(peer)
         await self._within(self._close_connection(peer.pc), f"closing session {peer.session_id}'s connection")

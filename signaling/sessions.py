@@ -103,7 +103,7 @@ class Peer:
     # Why the session ends, from the moment its closing starts: a shutdown racing it keeps the first reason.
     ending: str | None = None
     events: RTCDataChannel | None = None  # a viewer's "events" channel, when its offer carried one
-    connect_deadline: asyncio.Task[None] | None = None  # closes the peer if it does not connect in time
+    connect_deadline: asyncio.Task[None] | None = None  # waiting to close the peer if it does not connect in time
 
 
 class SenderSession:

@@ -348,6 +348,33 @@ def test_a_sender_gone_silent_loses_its_room_long_before_ice_notices(avatar_app:
     live(avatar_app, scenario, sender_silence_s=1.0, stats_interval_s=0.2)
 
 
+def test_a_peer_that_never_connects_is_closed_at_its_deadline(
+    avatar_app: ServingConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An offer answered but never followed by a connection (a client gone before ICE) holds its room and
+    its token's session only until `connect_timeout_s`."""
+
+    async def scenario(running: RunningGateway, http: aiohttp.ClientSession, output_px: int) -> None:
+        one_session = token("send", max_sessions=1)
+        ghost = Client(output_px, sender=True)
+        await ghost.pc.setLocalDescription(await ghost.pc.createOffer())
+        offer = {"sdp": ghost.pc.localDescription.sdp, "type": "offer", "target": TARGET}
+        async with http.post("/api/rooms/room-1/send", json=offer,
+                             headers={"Authorization": f"Bearer {one_session}"}) as response:  # fmt: skip
+            assert response.status == 200  # the answer is never applied: no connection follows
+        gateway = running.gateway
+        assert gateway.rooms
+        await until(lambda: not gateway.rooms and not gateway.peers, "the deadline to close the ghost's room")
+        again = Client(output_px, sender=True)
+        await again.join(http, "/api/rooms/room-1/send", one_session, target=TARGET)  # its session came back
+        await again.pc.close()
+        await ghost.pc.close()
+
+    with caplog.at_level(logging.INFO, logger="signaling.gateway"):
+        live(avatar_app, scenario, connect_timeout_s=1.0)
+    assert any("did not connect within 1 s" in record.getMessage() for record in caplog.records)
+
+
 def test_offers_for_targets_rooms_and_sessions_that_cannot_be_had(avatar_app: ServingConfig) -> None:
     async def refused(http: aiohttp.ClientSession, path: str, bearer: str, body: dict[str, Any]) -> tuple[int, str]:
         client = Client(32, sender=True)
