@@ -891,7 +891,6 @@ def serve(
                 ray_serve.delete(serving.app_name)
             if address is None:
                 ray.shutdown()
-            if address is None:
                 done = f"stopped the local Ray{f' and the app {serving.app_name}' if deploy else ''}"
             else:
                 done = f"removed the app {serving.app_name}" if deploy else "the app keeps running"

@@ -29,15 +29,17 @@ POLL_S = 0.5  # how often the descendants are noted: Ray's processes live far lo
 GRACE_S = 3.0  # SIGTERM → SIGKILL
 
 
-def watch(parent_pid: int) -> list[int]:
-    """Note `parent_pid`'s descendants until standard input closes; end those still running. Return their PIDs."""
+def watch(parent_pid: int) -> None:
+    """Note `parent_pid`'s descendants until standard input closes, then end those still running. One line on
+    standard output says the watch has begun."""
     me = os.getpid()
     seen: dict[int, psutil.Process] = {}
     try:
         parent = psutil.Process(parent_pid)
     except psutil.NoSuchProcess:
-        return []
+        return
     stdin = sys.stdin.buffer
+    ready = False
     while True:
         try:
             for child in parent.children(recursive=True):
@@ -45,14 +47,17 @@ def watch(parent_pid: int) -> list[int]:
                     seen.setdefault(child.pid, child)
         except psutil.NoSuchProcess:
             break  # the parent is gone: its pipe is closed or about to be
+        if not ready:
+            print("watching", flush=True)
+            ready = True
         readable, _, _ = select.select([stdin], [], [], POLL_S)
         if readable and not os.read(stdin.fileno(), 1):
             break
-    return end(list(seen.values()))
+    end(list(seen.values()))
 
 
-def end(processes: list[psutil.Process], grace_s: float = GRACE_S) -> list[int]:
-    """SIGTERM every process of `processes` still running, SIGKILL those left after `grace_s`; return their PIDs."""
+def end(processes: list[psutil.Process], grace_s: float = GRACE_S) -> None:
+    """SIGTERM every process of `processes` still running, SIGKILL those left after `grace_s`."""
     running = [p for p in processes if p.is_running()]
     for process in running:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -62,23 +67,25 @@ def end(processes: list[psutil.Process], grace_s: float = GRACE_S) -> list[int]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             process.kill()
     psutil.wait_procs(left, timeout=grace_s)
-    return [p.pid for p in running]
 
 
 @contextlib.contextmanager
-def reaping_descendants() -> Iterator[subprocess.Popen[bytes]]:
-    """Run the body with a watcher that ends this process's descendants once it ends (normally or killed)."""
+def reaping_descendants() -> Iterator[None]:
+    """Run the body with a watcher that ends this process's descendants once it ends (normally or killed).
+
+    The body starts once the watcher is watching: what it starts is noted within `POLL_S`."""
     watcher = subprocess.Popen(  # this interpreter, this module, our PID
         [sys.executable, "-m", "headcast.reaper", str(os.getpid())],
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    assert watcher.stdin is not None and watcher.stdout is not None
+    watcher.stdout.readline()  # "watching" (or nothing, should it fail to start: the body runs unwatched)
     try:
-        yield watcher
+        yield
     finally:
-        assert watcher.stdin is not None
         watcher.stdin.close()  # what the command's death does too
         with contextlib.suppress(subprocess.TimeoutExpired):
             watcher.wait(timeout=2 * GRACE_S + 2 * POLL_S)

@@ -30,7 +30,7 @@ COMMAND = textwrap.dedent("""
     nested = f"import subprocess, time; subprocess.Popen({sleeper!r}, start_new_session=True); time.sleep(600)"
     with reaping_descendants():
         children = [subprocess.Popen([sys.executable, "-c", code]) for code in (stubborn, nested)]
-        time.sleep(2.0)  # the watcher notes the processes every 0.5 s
+        time.sleep(2.0)  # the watcher, watching since the block began, notes new processes every 0.5 s
         print(" ".join(str(c.pid) for c in children), flush=True)
         time.sleep(600)
 """)  # fmt: skip
