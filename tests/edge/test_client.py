@@ -352,12 +352,12 @@ async def serving_gateway(avatar_app: Any, **overrides: Any) -> AsyncIterator[An
     from signaling.gateway import start_gateway
     from signaling.renderer import ServeRenderer
 
-    config = GatewayConfig(port=0, placeholder_size_px=PLACEHOLDER_PX, app_name=avatar_app.app_name, **overrides)
-    running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
+    settings = {"port": 0, "placeholder_size_px": PLACEHOLDER_PX, "app_name": avatar_app.app_name, **overrides}
+    running = await start_gateway(GatewayConfig(**settings), ServeRenderer(avatar_app.app_name), SECRET)
     try:
         yield running
     finally:
-        await running.stop()
+        await running.stop()  # stopping twice is harmless: a test may stop it early
 
 
 @asynccontextmanager
@@ -600,10 +600,6 @@ def test_the_default_patience_outlasts_a_gateway_restart() -> None:
 def test_a_restarted_gateway_resumes_the_session(avatar_app: Any, sample_tracks: Any) -> None:
     """The gateway goes away and comes back on its address; the edge keeps offering past the six offers
     it once gave up after, and the session goes on in the new gateway."""
-    from signaling.config import GatewayConfig
-    from signaling.gateway import start_gateway
-    from signaling.renderer import ServeRenderer
-
     source = Looped(clip_coefficients(sample_tracks, 144))
     events: list[str] = []
     frame_times: list[float] = []
@@ -611,10 +607,7 @@ def test_a_restarted_gateway_resumes_the_session(avatar_app: Any, sample_tracks:
 
     async def scenario() -> None:
         nonlocal resumed
-        config = GatewayConfig(port=0, placeholder_size_px=PLACEHOLDER_PX, app_name=avatar_app.app_name)
-        first = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
-        again = None
-        try:
+        async with serving_gateway(avatar_app) as first:
             patient = ClientConfig(reconnect_first_delay_s=0.1, reconnect_max_delay_s=0.3)
             client = SenderClient(first.url, token("send"), TARGET, fps=FPS, on_event=events.append, config=patient,
                                   on_frame=lambda _rgb: frame_times.append(time.monotonic()))  # fmt: skip
@@ -622,18 +615,13 @@ def test_a_restarted_gateway_resumes_the_session(avatar_app: Any, sample_tracks:
             await until(lambda: len(frame_times) >= 10 or running.done(), "video before the restart")
             await first.stop()
             await until(lambda: any("attempt 7 of" in e for e in events) or running.done(), "seven failed offers")
-            port = int(first.url.rsplit(":", 1)[1])
-            again = await start_gateway(config.model_copy(update={"port": port}), ServeRenderer(avatar_app.app_name),
-                                        SECRET)  # fmt: skip
+        async with serving_gateway(avatar_app, port=int(first.url.rsplit(":", 1)[1])):
             await until(lambda: client.stats.connections == 2 or running.done(), "the reconnection")
             resumed = client.stats.round_trips
             # Frames rendered by the new gateway, each answered with its "rendered" message.
             await until(lambda: client.stats.round_trips >= resumed + 5 or running.done(), "renders after it")
             client.stop()
             stats = await running
-        finally:
-            if again is not None:
-                await again.stop()
         assert stats.connections == 2, events
         assert stats.round_trips >= resumed + 5, events
 
@@ -660,18 +648,13 @@ def test_a_source_ending_while_the_link_is_down_fails_the_session(avatar_app: An
             lost.set()
 
     async def scenario() -> None:
-        from signaling.config import GatewayConfig
-        from signaling.gateway import start_gateway
-        from signaling.renderer import ServeRenderer
-
-        config = GatewayConfig(port=0, placeholder_size_px=PLACEHOLDER_PX, app_name=avatar_app.app_name)
-        running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
-        client = SenderClient(running.url, token("send"), TARGET, fps=FPS, on_event=event)
-        task = asyncio.create_task(client.run(source(), realtime=True))
-        await until(lambda: client.stats.gateway_rendered > 0 or task.done(), "a rendered frame")
-        await running.stop()  # for good
-        with pytest.raises(EdgeError, match="the session never recovered") as failed:
-            await task
+        async with serving_gateway(avatar_app) as running:
+            client = SenderClient(running.url, token("send"), TARGET, fps=FPS, on_event=event)
+            task = asyncio.create_task(client.run(source(), realtime=True))
+            await until(lambda: client.stats.gateway_rendered > 0 or task.done(), "a rendered frame")
+            await running.stop()  # for good
+            with pytest.raises(EdgeError, match="the session never recovered") as failed:
+                await task
         assert "frames were not sent" in str(failed.value), events
 
     live(scenario)
@@ -885,18 +868,11 @@ def test_the_session_survives_the_senders_network_cut_for_five_seconds(
 ) -> None:
     """`headcast edge` in its own network namespace; its only link goes down for 5 s mid-session. The
     command keeps going (reconnecting if the gateway gave its room up meanwhile) and frames render again."""
-    from signaling.config import GatewayConfig
-    from signaling.gateway import start_gateway
-    from signaling.renderer import ServeRenderer
-
     clip = looped_clip(tmp_path / "looped.avi", 6)  # 66 s: longer than the cut and the recovery on any machine
 
     async def scenario() -> tuple[int, str]:
-        config = GatewayConfig(host=namespace.host, port=0, placeholder_size_px=PLACEHOLDER_PX,
-                               app_name=avatar_app.app_name)  # fmt: skip
-        running = await start_gateway(config, ServeRenderer(avatar_app.app_name), SECRET)
-        rendered = running.gateway.metrics.frames_rendered
-        try:
+        async with serving_gateway(avatar_app, host=namespace.host) as running:
+            rendered = running.gateway.metrics.frames_rendered
             command = ["ip", "netns", "exec", namespace.name, sys.executable, "-c", AS_FROM_A_TERMINAL, "-m",
                        "headcast", "edge", "--source", str(clip), "--server", running.url, "--token", token("send"),
                        "--target", TARGET]  # fmt: skip
@@ -922,8 +898,6 @@ def test_the_session_survives_the_senders_network_cut_for_five_seconds(
             output, _ = await asyncio.wait_for(edge.communicate(), timeout=EVENT_TIMEOUT_S)
             assert edge.returncode is not None
             return edge.returncode, output.decode(errors="replace")
-        finally:
-            await running.stop()
 
     code, output = asyncio.run(scenario())
     print(output[-2000:])
