@@ -532,10 +532,11 @@ class SenderClient:
         while True:
             peer = self._peer
             assert peer is not None
-            # Checked first: wait_for with a zero timeout cancels the wait even when the event is set.
+            # Checked first: a zero timeout cancels the wait even when the event is set.
             if not peer.lost.is_set():
                 try:
-                    await asyncio.wait_for(peer.lost.wait(), max(0.0, next_ping - time.monotonic()))
+                    async with asyncio.timeout(max(0.0, next_ping - time.monotonic())):
+                        await peer.lost.wait()
                 except TimeoutError:
                     now = time.monotonic()
                     if now - peer.last_heard > self.config.silence_timeout_s:

@@ -242,14 +242,14 @@ class Enrolments:
         limit = self.config.limits.max_upload_bytes
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise GatewayError(400, "bad_request", '"size" is the recording\'s length in bytes, a positive integer')
-        if size > limit:
-            raise GatewayError(
-                413, "too_large", f"a recording may have {limit} bytes at most: record a shorter or smaller one"
-            )
         if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256.lower()):
             raise GatewayError(400, "bad_request", '"sha256" is the recording\'s SHA-256 as 64 hex digits')
         if not is_target_id(name):
             raise GatewayError(400, "bad_request", f"{name!r} is not a valid target id: use {TARGET_ID_RULE}")
+        if size > limit:  # after the form: a malformed request is malformed at any size
+            raise GatewayError(
+                413, "too_large", f"a recording may have {limit} bytes at most: record a shorter or smaller one"
+            )
         await self._check_may_enrol(grant, name)
         pending = [u for u in self.store.all() if u.owner == grant.subject and not u.job]
         if len(pending) >= self.settings.max_pending_uploads:
@@ -442,7 +442,8 @@ class Enrolments:
     async def _ask(self, call: Awaitable[T]) -> T:
         """Return what an enroller call returns within `enroller_timeout_s` (503 unavailable after)."""
         try:
-            return await asyncio.wait_for(call, self.settings.enroller_timeout_s)
+            async with asyncio.timeout(self.settings.enroller_timeout_s):  # keeps a cancellation (wait_for may not)
+                return await call
         except TimeoutError:
             raise GatewayError(
                 503, "unavailable", f"the enrolment jobs did not answer within {self.settings.enroller_timeout_s:g} s"

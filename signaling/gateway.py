@@ -250,7 +250,8 @@ class Gateway:
     async def _target_state(self, target_id: str) -> TargetState:
         """Return the state of `target_id` in the Serve app's registry; an id the app refuses to look up is unknown."""
         try:
-            return await asyncio.wait_for(self.renderer.target_state(target_id), self.config.lookup_timeout_s)
+            async with asyncio.timeout(self.config.lookup_timeout_s):  # keeps a cancellation (wait_for may not)
+                return await self.renderer.target_state(target_id)
         except TimeoutError:
             raise RendererUnavailableError(
                 f"the Serve app did not say within {self.config.lookup_timeout_s:g} s whether {target_id!r} exists"
@@ -403,7 +404,8 @@ class Gateway:
         log.info("room %s ends: %s", room.name, message)
         # The clients close on the notice; whoever has not after the grace is closed by the gateway.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(room.closed.wait(), REVOKE_GRACE_S)
+            async with asyncio.timeout(REVOKE_GRACE_S):
+                await room.closed.wait()
         await self._close_room(room, message)
 
     async def _count_video_bytes(self, peer: Peer) -> None:

@@ -327,7 +327,10 @@ class SenderSession:
         retries = self.config.render_retries
         for attempt in range(retries + 1):
             try:
-                return await asyncio.wait_for(self.renderer.render(request), self.config.render_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that arrives as
+                # the render completes, and a stopped session's loop would then wait for packets forever.
+                async with asyncio.timeout(self.config.render_timeout_s):
+                    return await self.renderer.render(request)
             except TimeoutError:
                 failure: GatewayError = RendererUnavailableError(
                     f"rendering frame {request.seq} took over {self.config.render_timeout_s:g} s"

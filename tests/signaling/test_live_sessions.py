@@ -493,8 +493,10 @@ def test_connect_disconnect_cycles_leave_nothing_behind(avatar_app: ServingConfi
                 baseline = (len(asyncio.all_tasks()), process.num_fds(), process.memory_info().rss)
         # The last session's closing may still be running: tasks that end are not tasks that pile up.
         await until(lambda: len(asyncio.all_tasks()) <= baseline[0], "the last closing's tasks to end")
+        sessions_tasks = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("render-", "stats-"))]
+        assert not sessions_tasks, f"tasks of ended sessions still running: {sessions_tasks}"
         fds, rss = process.num_fds(), process.memory_info().rss
-        print(f"after {SOAK_CYCLES - SOAK_WARM_UP} cycles: fds {baseline[1]} -> {fds}, "
+        print(f"after {SOAK_CYCLES - SOAK_WARM_UP} cycles: tasks {baseline[0]}, fds {baseline[1]} -> {fds}, "
               f"RSS {baseline[2] / 2**20:.0f} -> {rss / 2**20:.0f} MB")  # fmt: skip
         assert fds <= baseline[1]
         assert rss - baseline[2] <= 20 * 2**20

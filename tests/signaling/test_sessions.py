@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 import wire
 from face3d.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from face3d.coefficients import Coefficients
+from inference.protocol import RenderRequest, RenderResult, TargetState
 from signaling.avatar_track import VIDEO_CLOCK_RATE, AvatarTrack
 from signaling.config import GatewayConfig, LimitsConfig
 from signaling.metrics import GatewayMetrics
@@ -194,6 +195,40 @@ def test_a_session_stops_even_when_a_render_ignores_its_cancellation(caplog: pyt
     with caplog.at_level("WARNING", logger="signaling"):
         asyncio.run(scenario())
     assert any("render-s was still running" in r.getMessage() for r in caplog.records)
+
+
+def test_a_render_that_completes_as_the_session_stops_still_ends_its_loop() -> None:
+    # The frame comes back in the same turn of the loop as the cancellation: the loop must still end, or
+    # every session that closes mid-frame leaves a render loop waiting for packets that never come.
+    answers: list[asyncio.Future[RenderResult]] = []
+
+    class OneFrameAtATime:
+        async def render(self, request: RenderRequest) -> RenderResult:
+            answers.append(asyncio.get_running_loop().create_future())
+            return await answers[-1]
+
+        async def target_state(self, target_id: str) -> TargetState:
+            return "enrolled"
+
+        async def healthy(self) -> bool:
+            return True
+
+    async def scenario() -> None:
+        config = GatewayConfig()
+        metrics = GatewayMetrics()
+        sender = SenderSession("s", "woman", 25, None, config, OneFrameAtATime(), metrics, AvatarTrack(25, 16, metrics))
+        sender.send = lambda message: None  # type: ignore[method-assign]  # no channel to report to
+        loop = asyncio.create_task(sender._render_loop(), name="render-s")
+        sender._tasks = [loop]
+        sender.receive(wire.encode_plain(coefficients(0)))
+        while not answers:
+            await asyncio.sleep(0)
+        face = np.zeros((16, 16, 3), np.uint8)
+        answers[0].set_result(RenderResult(seq=0, frame=face, face=face, nmfc=None))
+        left = await sender.stop(grace_s=1.0)
+        assert left == set() and loop.done(), "the render loop outlived its session"
+
+    asyncio.run(scenario())
 
 
 def test_a_broken_delta_chain_asks_the_sender_for_a_key_frame_once() -> None:
