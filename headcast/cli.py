@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -23,6 +23,9 @@ from base.cache import cache_dir
 from base.errors import HeadcastError
 from edge.tracks import SUMMARY_FILE, TRACKS_FILE, Tracks
 from face3d import FitError
+
+if TYPE_CHECKING:
+    from inference import watermark
 
 app = typer.Typer(
     name="headcast",
@@ -47,6 +50,7 @@ stdout = Console()
 ANNOTATED_FILE = "annotated.mp4"
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_NO_MARK = 3  # `headcast verify`: the video carries no provenance mark
 
 
 @contextmanager
@@ -679,6 +683,46 @@ def targets_delete(
 
 
 @app.command()
+def verify(
+    video: Annotated[Path, typer.Argument(help="a recording of an avatar, a re-encoded copy or a screen capture")],
+    registry: Annotated[
+        str | None, typer.Option(help="registry root whose targets' names the mark's target tag is matched against")
+    ] = None,
+) -> None:
+    """Read the provenance mark every avatar frame carries: the target and session it shows, or "no mark".
+
+    Exit status 0 when a mark was read, 3 when there is none, 1 when the file is not a readable video.
+    """
+    from headcast.provenance import verify as read_mark
+    from inference import watermark
+    from inference.registry import TargetRegistry, default_registry_root
+
+    with _errors():
+        known = TargetRegistry(registry or default_registry_root()).ids()
+        found = read_mark(video, known)
+    seen = f"{found.windows} one-second window{'s' if found.windows != 1 else ''}, {found.frames} frames"
+    if found.error:
+        console.print(f"[yellow]warning:[/] {video}: {found.error}", highlight=False, soft_wrap=True)
+    if found.mark is None:
+        stdout.print(f"{video}: no mark (read in none of {seen}; pilot {found.pilot_z:.1f}, a mark reads from "
+                     f"{watermark.MIN_PILOT_Z:g})", highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(EXIT_NO_MARK)
+    stdout.print(f"{video}: synthetic — {_mark_text(found.mark, found.target)}, confidence "
+                 f"{found.confidence:.2f} (read in {found.marked} of {seen}; pilot {found.pilot_z:.1f})",
+                 highlight=False, soft_wrap=True)  # fmt: skip
+    by_tag = {watermark.target_tag(target): target for target in known}
+    for other, count in found.others.items():
+        stdout.print(f"  also {_mark_text(other, by_tag.get(other.target_tag))} in {count} window(s)", highlight=False,
+                     soft_wrap=True)  # fmt: skip
+
+
+def _mark_text(mark: watermark.Mark, target: str | None) -> str:
+    """Return how `headcast verify` names a mark's target and session."""
+    named = f"target {target}" if target else f"target tag {mark.target_tag:04x} (no target of the registry has it)"
+    return f"{named}, session {mark.session_tag:04x}…"
+
+
+@app.command()
 def token(
     room: Annotated[str, typer.Option(help="the room the token is for")],
     role: Annotated[str, typer.Option(help="send, view or enrol")],
@@ -952,7 +996,9 @@ def demo(
             live.write_contact_sheet(paired, out_dir / live.CONTACT_SHEET)
         with console.status("measuring whose face the avatar shows"):
             identity = live.avatar_identity(clip, tracks, target, source, paired)
-        report = live.session_report(session, source, len(stream), fps, cached, paired.frames, identity)
+        with console.status("reading the provenance mark of the avatar video"):
+            provenance = live.avatar_provenance(out_dir / live.AVATAR_VIDEO)
+        report = live.session_report(session, source, len(stream), fps, cached, paired.frames, identity, provenance)
         live.write_report(report, out_dir)
     table = Table(show_header=False, box=None)
     table.add_row("target", f"person {target} as {live.DEMO_TARGET!r} ({'cached' if cached else 'enrolled'}: "
@@ -974,6 +1020,11 @@ def demo(
                                     f"frames; distance to her {identity['median_to_target']:.2f}, to him "
                                     f"{identity['median_to_driver']:.2f} (median; same person under "
                                     f"{identity['threshold']})")  # fmt: skip
+    mark = "no mark" if provenance["session_tag"] is None else (
+        f"target {provenance['target']!r}, session {provenance['session_tag']}…, in {provenance['marked_windows']} of "
+        f"{provenance['windows']} one-second windows (`headcast verify {out_dir / live.AVATAR_VIDEO}`)"
+    )  # fmt: skip
+    table.add_row("provenance", mark)
     table.add_row("side by side", str(out_dir / live.SIDE_BY_SIDE_VIDEO))
     table.add_row("contact sheet", str(out_dir / live.CONTACT_SHEET))
     table.add_row("report", str(out_dir / live.REPORT))

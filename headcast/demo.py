@@ -357,6 +357,21 @@ def _no_generator(nmfc: Any, previous: Any) -> Any:
     raise RuntimeError("the demo's side-by-side renders NMFC only")
 
 
+def avatar_provenance(video: Path) -> dict[str, Any]:
+    """Return what `headcast verify` reads from the avatar video the viewer received (after VP8 and H.264)."""
+    from headcast.provenance import verify
+
+    found = verify(video, [DEMO_TARGET])
+    return {
+        "target": found.target,
+        "session_tag": None if found.mark is None else f"{found.mark.session_tag:04x}",
+        "windows": found.windows,
+        "marked_windows": found.marked,
+        "confidence": round(found.confidence, 3),
+        "pilot_z": round(found.pilot_z, 1),
+    }
+
+
 def session_report(
     session: dict[str, Any],
     source: int,
@@ -365,6 +380,7 @@ def session_report(
     cached: bool,
     side_by_side: int,
     identity: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the demo's report.json content."""
     stats = session["stats"]
@@ -393,6 +409,7 @@ def session_report(
         "gateway_stage_ms_p50": session["stage_ms_p50"],
         "side_by_side_frames": side_by_side,
         "avatar_identity": identity,
+        "provenance": provenance,
         "machine": {"cpus": os.cpu_count()},
     }
 

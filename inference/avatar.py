@@ -46,6 +46,7 @@ from face3d.nmfc import NmfcTopology, nmfc_topology, render_nmfc_px
 from face3d.person import PersonModel
 from face3d.retarget import TargetPoseMap, retarget
 from face3d.warp import WarpTopology, warp_topology
+from inference import watermark
 from inference.protocol import DriveFrame, RenderError, RenderRequest, RenderResult
 from inference.registry import TargetBundle
 from inference.warp import ReferenceFrames, affinities, fields_cpu, warp_fields_batch, warp_input
@@ -229,8 +230,9 @@ class AvatarTarget:
             composite = functional.interpolate(composite, size=(self.output_size,) * 2, mode="bilinear",
                                       antialias=self.output_size < self.size_px)  # fmt: skip
         out = _to_uint8(composite)
-        if self.badge:
-            for frame in out:
+        for frame, request in zip(out, requests, strict=True):
+            watermark.embed(frame, watermark.Mark.of(self.target_id, request.session_id))  # provenance, always
+            if self.badge:  # drawn over the mark: the label stays crisp, the mark is read from the rest
                 draw_badge(frame)
         faces = _to_uint8(frames)
         composite_ms = (time.perf_counter() - started) * 1000 / batch

@@ -12,6 +12,7 @@ from face3d.coefficients import Coefficients
 from face3d.fit import fit_person
 from face3d.framing import CropFraming
 from face3d.nmfc import nmfc_topology
+from inference import watermark
 from inference.avatar import AvatarTarget
 from inference.networks import Generator
 from inference.protocol import DriveFrame, RenderError, RenderRequest
@@ -232,3 +233,10 @@ def test_the_visible_badge_marks_every_frame_when_asked(bundle: TargetBundle, ta
     again = plain.copy()
     draw_badge(again)
     np.testing.assert_array_equal(again, marked)  # the app's frames carry exactly draw_badge's label
+
+
+def test_every_frame_carries_the_mark_of_its_target_and_session(target: AvatarTarget) -> None:
+    other_session = RenderRequest("woman", "9c1e77", (DriveFrame(coefficients(0), None),), None)
+    first, other = target.render([request(coefficients(0)), other_session])
+    assert watermark.read([first.frame]).mark == watermark.Mark.of("woman", "s1")
+    assert watermark.read([other.frame]).mark == watermark.Mark(watermark.target_tag("woman"), 0x9C1E)
