@@ -173,6 +173,7 @@ COMMAND_ASSETS: dict[str, tuple[str, ...]] = {
     "edge": _TRACKING,
     "view": (),
     "token": (),
+    "verify": (),  # reads a video's provenance mark: no model
     "assets": (),  # the groups of commands that manage files, jobs and targets read no model
     "jobs": (),
     "targets": (),
