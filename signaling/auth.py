@@ -8,6 +8,7 @@ directory (created on first use, readable by its owner only).
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -127,7 +128,11 @@ def verify_token(secret: bytes, token: str | None, now: float | None = None) -> 
         raise AuthError("the token's signature is not valid for this server") from None
     except jwt.PyJWTError as error:
         raise AuthError(f"the token is malformed ({error})") from None
-    if now is not None and claims["exp"] <= now:
+    expires = claims["exp"]
+    # PyJWT takes any number (1e999 is infinity), and with an explicit clock it checks none at all.
+    if not isinstance(expires, int | float) or isinstance(expires, bool) or not math.isfinite(expires):
+        raise AuthError("the token is malformed (exp is not a time)")
+    if now is not None and expires <= now:
         raise AuthError("the token has expired: ask for a new one")
     role, targets, sessions = claims.get("role"), claims.get("targets"), claims.get("max_sessions", 1)
     if role not in ROLES or not isinstance(claims.get("room"), str) or not isinstance(targets, list):
@@ -140,7 +145,7 @@ def verify_token(secret: bytes, token: str | None, now: float | None = None) -> 
         role=role,
         targets=tuple(str(t) for t in targets),
         max_sessions=sessions,
-        expires_at=int(claims["exp"]),
+        expires_at=int(expires),
         token_id=str(claims["jti"]),
     )
 

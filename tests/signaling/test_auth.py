@@ -62,6 +62,18 @@ def test_expired_forged_malformed_and_missing_tokens_are_refused() -> None:
         verify_token(SECRET, no_role)
 
 
+def test_a_signed_token_whose_expiry_is_not_a_time_is_malformed() -> None:
+    # Found by fuzzing: an exp of 1e999 passed PyJWT as infinity and crashed the grant's int().
+    claims = {"iss": "headcast", "sub": "x", "room": "r", "role": "send", "targets": [], "iat": int(time.time()),
+              "jti": "1"}  # fmt: skip
+    for expires in (float("inf"), "tomorrow", True):
+        signed = jwt.encode({**claims, "exp": expires}, SECRET, algorithm="HS256")
+        with pytest.raises(AuthError):  # PyJWT's own check: "must be an integer", or True taken as 1, expired
+            verify_token(SECRET, signed)
+        with pytest.raises(AuthError, match="malformed"):  # with an explicit clock PyJWT checks nothing
+            verify_token(SECRET, signed, now=time.time())
+
+
 def test_minting_refuses_nonsense() -> None:
     with pytest.raises(AuthError, match="unknown role"):
         mint_token(SECRET, "a", "r", "admin")  # type: ignore[arg-type]
