@@ -2,20 +2,23 @@
 often unmarked video reads as marked, what it costs in PSNR and in milliseconds.
 
     python ops/bench/watermark.py           # full: writes results/watermark.json, a RESULTS.md row, watermark.png
-    python ops/bench/watermark.py --quick   # smoke: 2 seconds of video, 100 unmarked frames, JSON only
+    python ops/bench/watermark.py --quick   # smoke: 2 seconds of video, 300 unmarked frames, JSON only
 
-Hosts: the sample clip's 270 frames scaled to the composited frame's 256 × 256 (real faces, hair, a
-background), each marked with one session's mark. Changes (headcast/recode.py): none; the gateway's
-VP8 through aiortc's own encoder at its lowest (250 kbit/s) and default (500 kbit/s) rate; libx264
-CRF 23 and 28 (preset medium); half size; a screen recording's crop (3 % of each side, unevenly);
-and all of them after one another. For each: bit accuracy (the codeword's 64 bits before error
-correction, per frame), frames read and one-second windows read (24 frames), and wrong marks.
+Marked video, each shot marked with one session's mark: the sample clip's 270 frames scaled to the
+composited frame's 256 × 256; three 256² crops of it at full resolution (three more shots of 270
+frames); and 8 synthetic people (72 frames each, 256²): 1,656 frames, 68 one-second windows (a shot's
+last frames, short of a second, are read one by one but make no window). Changes
+(headcast/recode.py), each made to a whole shot: none; the gateway's VP8 through aiortc's own encoder
+at its lowest (250 kbit/s) and default (500 kbit/s) rate; libx264 CRF 23 and 28 (preset medium); half
+size; a screen recording's crop (3 % of each side, unevenly); and all of them after one another. For
+each: bit accuracy (the codeword's 64 bits before error correction, per frame), the share of frames and
+of one-second windows (24 frames) that name the mark, and wrong marks.
 
-False positives: unmarked frames from the clip (whole frames scaled to 256², and three 256² crops of
-each at full resolution) and the synthetic corpus (random faces, scaled to 256²), read one at a time
-and as one-second windows. Cost: PSNR of the marked frames against the unmarked ones; ms per 256²
-frame to embed on one core (the session's pattern cached, and the first frame, which builds it), and
-to read one frame at every crop (what `headcast verify` does per frame).
+False positives: unmarked shots read one frame at a time and as one-second windows: the clip scaled,
+twelve 256² crops of it at full resolution, and 100 synthetic people (other seeds than the marked
+ones): 10,710 frames. Cost: PSNR of the marked frames against the unmarked ones; ms per 256² frame to
+embed on one core (the session's pattern cached, and the first frame, which builds it), and to read
+one frame at every crop (what `headcast verify` does per frame).
 """
 
 from __future__ import annotations
@@ -62,18 +65,21 @@ def square(frames: Sequence[npt.NDArray[np.uint8]]) -> Frames:
     return [np.asarray(cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8) for f in frames]
 
 
-def unmarked_corpus(full: Sequence[npt.NDArray[np.uint8]], limit: int | None) -> dict[str, Frames]:
-    """Return unmarked 256² frames: the clip scaled, three crops of it, and the synthetic corpus."""
+def crops(full: Sequence[npt.NDArray[np.uint8]], rows: int, cols: int) -> dict[str, Frames]:
+    """Return rows × cols shots of 256² crops of `full`, on a grid from corner to corner."""
+    height, width = full[0].shape[:2]
+    shots = {}
+    for y in np.linspace(0, height - SIZE, rows).astype(int):
+        for x in np.linspace(0, width - SIZE, cols).astype(int):
+            shots[f"crop {y},{x}"] = [np.ascontiguousarray(f[y : y + SIZE, x : x + SIZE]) for f in full]
+    return shots
+
+
+def synthetic(people: int, seed: int) -> dict[str, Frames]:
+    """Return one 3-second shot (72 frames) per synthetic person (seeds `seed`, `seed` + 1, …), 256²."""
     from training.clips import synthetic_corpus
 
-    height, width = full[0].shape[:2]
-    crops = [(0, 0), ((height - SIZE) // 2, (width - SIZE) // 2), (height - SIZE, width - SIZE)]
-    corpus = {
-        "clip scaled": square(full),
-        "clip crops": [np.ascontiguousarray(f[y : y + SIZE, x : x + SIZE]) for f in full for y, x in crops],
-        "synthetic corpus": square([frame for clip in synthetic_corpus() for frame in clip.frames]),
-    }
-    return {name: frames[:limit] for name, frames in corpus.items()}
+    return {clip.identity: list(clip.frames) for clip in synthetic_corpus(people, 3 * WINDOW, SIZE, seed)}
 
 
 def marked(frames: Frames, mark: watermark.Mark = MARK) -> Frames:
@@ -83,36 +89,39 @@ def marked(frames: Frames, mark: watermark.Mark = MARK) -> Frames:
     return out
 
 
-def readings_of(frames: Frames) -> dict[str, Any]:
-    """Return bit accuracy, frames read and windows read of marked `frames`."""
+def readings_of(shots: list[Frames]) -> dict[str, Any]:
+    """Return bit accuracy, frames read and windows read of marked shots."""
     truth = watermark.codeword_bits(MARK)
-    singles = [watermark.read([frame]) for frame in frames]
-    windows = list(watermark.read_windows(frames, WINDOW))
+    singles = [watermark.read([frame]) for shot in shots for frame in shot]
+    whole = [shot[: len(shot) // WINDOW * WINDOW] for shot in shots]  # one-second windows only: no shorter tail
+    windows = [reading for shot in whole for reading in watermark.read_windows(shot, WINDOW)]
     return {
         "bit_accuracy": round(float(np.mean([np.mean(np.sign(r.soft) == truth) for r in singles])), 4),
+        "frames": len(singles),
         "frames_read": round(float(np.mean([r.mark == MARK for r in singles])), 4),
-        "windows_read": round(float(np.mean([r.mark == MARK for r in windows])), 4),
         "windows": len(windows),
+        "windows_read": round(float(np.mean([r.mark == MARK for r in windows])), 4),
         "wrong_marks": sum(r.mark not in (None, MARK) for r in [*singles, *windows]),
         "pilot_z_median_frame": round(float(np.median([r.pilot_z for r in singles])), 1),
         "pilot_z_min_window": round(min(r.pilot_z for r in windows), 1),
     }
 
 
-def false_positives(corpus: dict[str, Frames]) -> dict[str, Any]:
-    """Return, per unmarked set, how many frames and windows read as marked and the largest pilot seen."""
+def false_positives(corpus: dict[str, dict[str, Frames]]) -> dict[str, Any]:
+    """Return, per unmarked set of shots, how many frames and windows read as marked and the largest pilot."""
     out: dict[str, Any] = {}
-    for name, frames in corpus.items():
-        singles = [watermark.read([frame]) for frame in frames]
-        windows = list(watermark.read_windows(recode.x264(frames, 23), WINDOW)) if name != "clip crops" else []
+    for name, shots in corpus.items():
+        singles = [watermark.read([frame]) for shot in shots.values() for frame in shot]
+        windows = [reading for shot in shots.values() for reading in watermark.read_windows(shot, WINDOW)]
         out[name] = {
-            "frames": len(frames),
+            "frames": len(singles),
             "frames_marked": sum(r.mark is not None for r in singles),
             "windows": len(windows),
             "windows_marked": sum(r.mark is not None for r in windows),
-            "pilot_z_max": round(max(r.pilot_z for r in singles), 2),
+            "pilot_z_max": round(max(r.pilot_z for r in [*singles, *windows]), 2),
             "pilot_z_p99": round(float(np.percentile([r.pilot_z for r in singles], 99)), 2),
         }
+        print(f"unmarked {name}: {out[name]}", flush=True)
     return out
 
 
@@ -153,18 +162,31 @@ def write_picture(host: npt.NDArray[np.uint8], marked_frame: npt.NDArray[np.uint
     cv2.imwrite(str(RESULTS_DIR / "watermark.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def read_of(change: dict[str, Any]) -> str:
+    """Return "k/n": the one-second windows of a change that named the mark, of all."""
+    return f"{round(change['windows_read'] * change['windows'])}/{change['windows']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 seconds of video, 100 unmarked frames, JSON only")
+    parser.add_argument("--quick", action="store_true", help="2 seconds of video, 300 unmarked frames, JSON only")
     args = parser.parse_args()
     full = clip_frames()
-    hosts = square(full[: 2 * WINDOW] if args.quick else full)
-    marked_frames = marked(hosts)
+    if args.quick:
+        hosts = {"clip scaled": square(full[: 2 * WINDOW])}
+        unmarked = {"clip scaled": {"clip": square(full[:100])}, "clip crops": crops(full[:100], 1, 2)}
+    else:
+        hosts = {"clip scaled": square(full), **crops(full, 1, 3), **synthetic(8, seed=1000)}
+        unmarked = {"clip scaled": {"clip": square(full)}, "clip crops": crops(full, 3, 4),
+                    "synthetic people": synthetic(100, seed=2000)}  # fmt: skip
+    marked_shots = [marked(shot) for shot in hosts.values()]
     changes: dict[str, Any] = {}
     for name, change in CHANGES.items():
-        changes[name] = readings_of(change(marked_frames))
+        changes[name] = readings_of([change(shot) for shot in marked_shots])
         print(f"{name}: {changes[name]}", flush=True)
-    fp = false_positives(unmarked_corpus(full, 100 if args.quick else None))
+    fp = false_positives(unmarked)
+    all_hosts = [frame for shot in hosts.values() for frame in shot]
+    all_marked = [frame for shot in marked_shots for frame in shot]
     results: dict[str, Any] = {
         "mark": {
             "payload_bits": 8 * watermark.PAYLOAD_BYTES,
@@ -172,15 +194,16 @@ def main() -> None:
             "amplitude_rms": watermark.AMPLITUDE,
             "min_pilot_z": watermark.MIN_PILOT_Z,
         },
-        "hosts": len(hosts),
-        "psnr_db": psnr(marked_frames, hosts),
+        "hosts": {name: len(shot) for name, shot in hosts.items()},
+        "psnr_db": psnr(all_marked, all_hosts),
         "changes": changes,
         "false_positives": fp,
-        "timing": timings(hosts),
+        "timing": timings(hosts["clip scaled"]),
     }
+    first = hosts["clip scaled"]
     if not args.quick:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        write_picture(hosts[len(hosts) // 3], marked_frames[len(hosts) // 3])
+        write_picture(first[len(first) // 3], marked_shots[0][len(first) // 3])
     frames_fp = sum(s["frames_marked"] for s in fp.values())
     frames_seen = sum(s["frames"] for s in fp.values())
     windows_fp = sum(s["windows_marked"] for s in fp.values())
@@ -188,7 +211,7 @@ def main() -> None:
     timing = results["timing"]
     summary = (
         "1-s windows read (bit accuracy per frame): "
-        + "; ".join(f"{name} {c['windows_read']:.0%} ({c['bit_accuracy']:.3f})" for name, c in changes.items())
+        + "; ".join(f"{name} {read_of(c)} ({c['bit_accuracy']:.3f})" for name, c in changes.items())
         + f"; false marks {frames_fp} of {frames_seen} unmarked frames, {windows_fp} of {windows_seen} windows; "
         f"PSNR {results['psnr_db']} dB; embed {timing['embed_ms']} ms/frame at 256² on one core "
         f"(first frame of a session {timing['embed_first_frame_ms']} ms), read {timing['read_ms']} ms/frame"
