@@ -1,4 +1,4 @@
-"""The provenance mark: an invisible watermark naming the target and the session in every composited frame.
+"""The provenance mark: a faint watermark naming the target and the session in every composited frame.
 
 The mark is a spread-spectrum pattern added to the frame's brightness. At the reference size (256 px)
 it is a 64 px tile repeated over the frame. The tile holds 128 frequencies, with periods from 6.4 px
