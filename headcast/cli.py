@@ -710,9 +710,8 @@ def verify(
     stdout.print(f"{video}: synthetic — {_mark_text(found.mark, found.target)}, confidence "
                  f"{found.confidence:.2f} (read in {found.marked} of {seen}; pilot {found.pilot_z:.1f})",
                  highlight=False, soft_wrap=True)  # fmt: skip
-    by_tag = {watermark.target_tag(target): target for target in known}
     for other, count in found.others.items():
-        stdout.print(f"  also {_mark_text(other, by_tag.get(other.target_tag))} in {count} window(s)", highlight=False,
+        stdout.print(f"  also {_mark_text(other, found.target_of(other))} in {count} window(s)", highlight=False,
                      soft_wrap=True)  # fmt: skip
 
 

@@ -26,16 +26,15 @@ class Verdict:
     """What a video's mark says.
 
     mark: the mark most windows name, or None when no window names one ("no mark").
-    target: the target id whose tag the mark holds, when one of `known_targets` has it; else None.
     windows: how many one-second windows were read; marked: how many named `mark`.
     others: other marks some windows named, with their counts.
+    names: the known target ids by their tags, so a mark's target can be named (`target_of`).
     confidence: the median confidence of the windows that named `mark` (0 when none did).
     pilot_z: the median pilot strength over all windows (about 4 on unmarked video; a mark reads from 7).
     frames: the frames read; error: why decoding stopped early, if it did.
     """
 
     mark: Mark | None
-    target: str | None
     windows: int
     marked: int
     others: dict[Mark, int]
@@ -43,6 +42,16 @@ class Verdict:
     pilot_z: float
     frames: int
     error: str | None
+    names: dict[int, str]
+
+    @property
+    def target(self) -> str | None:
+        """Return the target id the verdict's mark names, when it is one of the known targets."""
+        return None if self.mark is None else self.target_of(self.mark)
+
+    def target_of(self, mark: Mark) -> str | None:
+        """Return the known target id whose tag `mark` holds, or None."""
+        return self.names.get(mark.target_tag)
 
 
 def verify(path: Path, known_targets: Iterable[str] = (), window_s: float = 1.0) -> Verdict:
@@ -60,11 +69,10 @@ def verdict(readings: list[Reading], known_targets: Iterable[str] = (), error: s
     counts = Counter(reading.mark for reading in readings if reading.mark is not None)
     frames = sum(reading.frames for reading in readings)
     pilot_z = float(np.median([reading.pilot_z for reading in readings])) if readings else 0.0
+    names = {watermark.target_tag(target): target for target in known_targets}
     if not counts:
-        return Verdict(None, None, len(readings), 0, {}, 0.0, pilot_z, frames, error)
+        return Verdict(None, len(readings), 0, {}, 0.0, pilot_z, frames, error, names)
     mark, marked = counts.most_common(1)[0]
     confidence = float(np.median([reading.confidence for reading in readings if reading.mark == mark]))
-    by_tag = {watermark.target_tag(target): target for target in known_targets}
     others = {other: count for other, count in counts.items() if other != mark}
-    return Verdict(mark, by_tag.get(mark.target_tag), len(readings), marked, others, confidence, pilot_z, frames,
-                   error)  # fmt: skip
+    return Verdict(mark, len(readings), marked, others, confidence, pilot_z, frames, error, names)

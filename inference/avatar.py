@@ -99,6 +99,7 @@ class AvatarTarget:
         badge: bool = False,
     ) -> None:
         self.target_id = bundle.metadata.target_id
+        self._target_tag = watermark.target_tag(self.target_id)  # what every frame's provenance mark names
         self.badge = badge
         self.version = bundle.version
         self.person = bundle.person
@@ -231,7 +232,8 @@ class AvatarTarget:
                                       antialias=self.output_size < self.size_px)  # fmt: skip
         out = _to_uint8(composite)
         for frame, request in zip(out, requests, strict=True):
-            watermark.embed(frame, watermark.Mark.of(self.target_id, request.session_id))  # provenance, always
+            mark = watermark.Mark(self._target_tag, watermark.session_tag(request.session_id))
+            watermark.embed(frame, mark)  # provenance, always
             if self.badge:  # drawn over the mark: the label stays crisp, the mark is read from the rest
                 draw_badge(frame)
         faces = _to_uint8(frames)

@@ -23,7 +23,7 @@ from inference.protocol import RenderRequest, RenderResult, TargetState
 from signaling.avatar_track import VIDEO_CLOCK_RATE, AvatarTrack
 from signaling.config import GatewayConfig, LimitsConfig
 from signaling.metrics import GatewayMetrics
-from signaling.renderer import ServeRenderer
+from signaling.renderer import Renderer, ServeRenderer
 from signaling.sessions import PacketRateLimit, SenderSession, peek_seq, seq_newer
 
 JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
@@ -36,12 +36,15 @@ def coefficients(seq: int, jaw: float = 0.0) -> Coefficients:
     return Coefficients(seq, 40 * seq, blendshapes, np.zeros(3, np.float32), np.zeros(2, np.float32), 0.01)
 
 
-def session(config: GatewayConfig | None = None) -> tuple[SenderSession, GatewayMetrics]:
+def session(
+    config: GatewayConfig | None = None, renderer: Renderer | None = None
+) -> tuple[SenderSession, GatewayMetrics]:
     """Return a sender session that is fed by hand (no channel, no render loop) and its metrics."""
     config = config or GatewayConfig()
     metrics = GatewayMetrics()
     track = AvatarTrack(25, 16, metrics)
-    return SenderSession("s", "woman", 25, None, config, ServeRenderer("absent"), metrics, track), metrics
+    renderer = renderer or ServeRenderer("absent")
+    return SenderSession("s", "woman", 25, None, config, renderer, metrics, track), metrics
 
 
 def test_sequence_numbers_compare_across_the_wrap() -> None:
@@ -214,9 +217,7 @@ def test_a_render_that_completes_as_the_session_stops_still_ends_its_loop() -> N
             return True
 
     async def scenario() -> None:
-        config = GatewayConfig()
-        metrics = GatewayMetrics()
-        sender = SenderSession("s", "woman", 25, None, config, OneFrameAtATime(), metrics, AvatarTrack(25, 16, metrics))
+        sender, _ = session(renderer=OneFrameAtATime())
         sender.send = lambda message: None  # type: ignore[method-assign]  # no channel to report to
         loop = asyncio.create_task(sender._render_loop(), name="render-s")
         sender._tasks = [loop]
